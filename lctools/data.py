@@ -1,0 +1,427 @@
+"""Data sets for the course: 2D toy problems, a low-dimensional Gaussian mixture, MNIST.
+
+Everything is generated or read locally; nothing is fetched at run time except by
+torchvision's MNIST downloader, and only when it is installed and asked for.
+
+* 2D toy sets (:func:`two_moons`, :func:`spirals`, :func:`circles`, :func:`xor_blobs`)
+  return ``(X, y)`` with ``X`` a float32 tensor of shape ``(n, 2)`` lying roughly in the
+  box ``[-1, 1]^2`` (the box on which the course draws linear regions) and ``y`` an int64
+  tensor of labels. Classes are balanced and the points are shuffled; ``seed`` fixes all
+  randomness.
+* :func:`gaussian_mixture` draws data in ``R^d`` whose class structure lives in a
+  ``k``-dimensional subspace (for the local-rank chapter) and returns a
+  :class:`SubspaceDataset` that also carries the subspace basis and class means.
+* :func:`mnist` reads MNIST from IDX files with the small parser :func:`read_idx`,
+  downloads it with torchvision when that is installed, and otherwise falls back to
+  scikit-learn's bundled 8x8 digits (64 features), saying so.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Dataset",
+    "SubspaceDataset",
+    "two_moons",
+    "spirals",
+    "circles",
+    "xor_blobs",
+    "gaussian_mixture",
+    "read_idx",
+    "balanced_subset",
+    "mnist",
+]
+
+
+# --------------------------------------------------------------------------- containers
+
+
+@dataclass
+class Dataset:
+    """A labelled data set.
+
+    Attributes
+    ----------
+    X : float32 tensor, ``(N, D)`` (flattened) or ``(N, 1, H, W)`` for images.
+    y : int64 tensor of labels, ``(N,)``.
+    name : short name, e.g. ``"mnist"`` or ``"digits"`` (the 8x8 offline fallback).
+    num_classes : number of classes.
+    image_shape : ``(H, W)`` for image data, else ``None``.
+    source : where the data came from (a file path, or a generator's name).
+
+    Unpacks like a pair: ``X, y = mnist(...)``.
+    """
+
+    X: torch.Tensor
+    y: torch.Tensor
+    name: str = ""
+    num_classes: int = 0
+    image_shape: Optional[Tuple[int, int]] = None
+    source: str = ""
+
+    def __iter__(self):
+        return iter((self.X, self.y))
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Number of input features ``n_0`` (product of all non-batch dimensions)."""
+        return int(np.prod(self.X.shape[1:]))
+
+
+@dataclass
+class SubspaceDataset(Dataset):
+    """A :class:`Dataset` whose class structure lives in a linear subspace.
+
+    Extra attributes
+    ----------------
+    basis : float32 tensor ``(d, k)`` with orthonormal columns ``U`` spanning the subspace.
+    means : float32 tensor ``(num_classes, d)`` of class means (each in the span of ``U``).
+    """
+
+    basis: Optional[torch.Tensor] = None
+    means: Optional[torch.Tensor] = None
+
+    @property
+    def intrinsic_dim(self) -> int:
+        return int(self.basis.shape[1])
+
+    def project(self, X: torch.Tensor) -> torch.Tensor:
+        """Coordinates ``X U`` of points in the subspace basis, shape ``(N, k)``."""
+        return X @ self.basis
+
+
+# --------------------------------------------------------------------------- 2D toy sets
+
+
+def _check_n(n: int, min_n: int = 1) -> int:
+    if int(n) != n or n < min_n:
+        raise ValueError(f"n must be an integer >= {min_n}, got {n!r}.")
+    return int(n)
+
+
+def _class_sizes(n: int, num_classes: int) -> list:
+    """Split ``n`` into ``num_classes`` sizes differing by at most one."""
+    return [n // num_classes + (c < n % num_classes) for c in range(num_classes)]
+
+
+def _finish(X: np.ndarray, y: np.ndarray, rng: np.random.Generator):
+    perm = rng.permutation(len(y))
+    return (
+        torch.as_tensor(X[perm], dtype=torch.float32),
+        torch.as_tensor(y[perm], dtype=torch.int64),
+    )
+
+
+def two_moons(n: int = 500, noise: float = 0.1, seed: int = 0):
+    """Two interleaving half circles (the classic "moons"), rescaled to ``[-1, 1]^2``.
+
+    Class 0 is the upper moon ``(cos t, sin t)``, class 1 the lower ``(1 - cos t, 0.5 - sin t)``,
+    ``t ~ U[0, pi]``; the union is shifted by ``(-0.5, -0.25)`` and scaled by ``1/1.5`` so the
+    noiseless points span ``[-1, 1] x [-0.5, 0.5]``. Gaussian noise of standard deviation
+    ``noise`` (in the rescaled units) is added. Returns ``(X, y)``.
+    """
+    n = _check_n(n, 2)
+    rng = np.random.default_rng(seed)
+    n0, n1 = _class_sizes(n, 2)
+    t0, t1 = rng.uniform(0, np.pi, n0), rng.uniform(0, np.pi, n1)
+    upper = np.stack([np.cos(t0), np.sin(t0)], 1)
+    lower = np.stack([1 - np.cos(t1), 0.5 - np.sin(t1)], 1)
+    X = (np.concatenate([upper, lower]) - [0.5, 0.25]) / 1.5
+    X = X + noise * rng.standard_normal(X.shape)
+    y = np.repeat([0, 1], [n0, n1])
+    return _finish(X, y, rng)
+
+
+def spirals(n: int = 500, turns: float = 1.5, noise: float = 0.05, seed: int = 0):
+    """Two interleaved Archimedean spirals in ``[-1, 1]^2``.
+
+    Point ``t ~ U[0, 1]`` of class ``c`` sits at radius ``r = 0.05 + 0.85 t`` and angle
+    ``2 pi turns t + pi c``, plus Gaussian noise of standard deviation ``noise``.
+    Returns ``(X, y)``.
+    """
+    n = _check_n(n, 2)
+    rng = np.random.default_rng(seed)
+    sizes = _class_sizes(n, 2)
+    parts = []
+    for c, m in enumerate(sizes):
+        t = rng.uniform(0, 1, m)
+        r, angle = 0.05 + 0.85 * t, 2 * np.pi * turns * t + np.pi * c
+        parts.append(np.stack([r * np.cos(angle), r * np.sin(angle)], 1))
+    X = np.concatenate(parts) + noise * rng.standard_normal((n, 2))
+    y = np.repeat([0, 1], sizes)
+    return _finish(X, y, rng)
+
+
+def circles(n: int = 500, factor: float = 0.5, noise: float = 0.05, seed: int = 0):
+    """Two concentric circles: class 0 on radius 0.9, class 1 on radius ``0.9 * factor``,
+    angles uniform, plus Gaussian noise of standard deviation ``noise``. Returns ``(X, y)``.
+    """
+    n = _check_n(n, 2)
+    if not 0 < factor < 1:
+        raise ValueError(f"factor must lie in (0, 1), got {factor!r}.")
+    rng = np.random.default_rng(seed)
+    sizes = _class_sizes(n, 2)
+    parts = []
+    for radius, m in zip((0.9, 0.9 * factor), sizes):
+        angle = rng.uniform(0, 2 * np.pi, m)
+        parts.append(radius * np.stack([np.cos(angle), np.sin(angle)], 1))
+    X = np.concatenate(parts) + noise * rng.standard_normal((n, 2))
+    y = np.repeat([0, 1], sizes)
+    return _finish(X, y, rng)
+
+
+def xor_blobs(n: int = 500, noise: float = 0.15, seed: int = 0):
+    """Four Gaussian blobs centred at ``(+-0.5, +-0.5)`` with standard deviation ``noise``;
+    the label is 1 where the centre's coordinates have opposite signs (the XOR pattern).
+    Returns ``(X, y)``.
+    """
+    n = _check_n(n, 4)
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.5, 0.5], [-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5]])
+    sizes = _class_sizes(n, 4)
+    X = np.repeat(centres, sizes, axis=0) + noise * rng.standard_normal((n, 2))
+    y = np.repeat([0, 0, 1, 1], sizes)
+    return _finish(X, y, rng)
+
+
+# --------------------------------------------------------------------------- subspace mixture
+
+
+def gaussian_mixture(
+    n: int,
+    dim: int = 100,
+    intrinsic_dim: int = 5,
+    num_classes: int = 2,
+    mean_std: float = 1.0,
+    within_std: float = 0.5,
+    ambient_std: float = 0.0,
+    seed: int = 0,
+) -> SubspaceDataset:
+    """A Gaussian mixture in ``R^dim`` whose class structure lives in a ``k``-dim subspace.
+
+    With ``U`` a uniformly random ``(dim, k)`` matrix with orthonormal columns
+    (``k = intrinsic_dim``), class means ``mu_c = U m_c`` with ``m_c ~ N(0, mean_std^2 I_k)``,
+    and a point of class ``c`` is
+
+        ``x = mu_c + U g + ambient_std * e``,   ``g ~ N(0, within_std^2 I_k)``, ``e ~ N(0, I_dim)``.
+
+    So with ``ambient_std = 0`` (the default) the data lie exactly in ``span(U)``; a small
+    ``ambient_std`` adds isotropic noise in all ``dim`` directions that carries no label
+    information. Classes are balanced and shuffled.
+
+    Returns a :class:`SubspaceDataset` (unpacks as ``X, y``) with ``basis = U`` and
+    ``means`` the ``(num_classes, dim)`` class means.
+    """
+    n = _check_n(n, 1)
+    if not 1 <= intrinsic_dim <= dim:
+        raise ValueError(f"need 1 <= intrinsic_dim <= dim, got intrinsic_dim={intrinsic_dim}, dim={dim}.")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+    if min(mean_std, within_std, ambient_std) < 0:
+        raise ValueError("mean_std, within_std and ambient_std must be >= 0.")
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((dim, intrinsic_dim)))
+    means = (mean_std * rng.standard_normal((num_classes, intrinsic_dim))) @ U.T
+    y = np.repeat(np.arange(num_classes), _class_sizes(n, num_classes))
+    X = means[y] + (within_std * rng.standard_normal((n, intrinsic_dim))) @ U.T
+    if ambient_std > 0:
+        X = X + ambient_std * rng.standard_normal((n, dim))
+    X, y = _finish(X, y, rng)
+    return SubspaceDataset(
+        X=X,
+        y=y,
+        name="gaussian_mixture",
+        num_classes=int(num_classes),
+        source=f"gaussian_mixture(dim={dim}, intrinsic_dim={intrinsic_dim}, seed={seed})",
+        basis=torch.as_tensor(U, dtype=torch.float32),
+        means=torch.as_tensor(means, dtype=torch.float32),
+    )
+
+
+# --------------------------------------------------------------------------- IDX / MNIST
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file (the format MNIST ships in), gzip-compressed or plain.
+
+    Layout: two zero bytes, a dtype code (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32,
+    0x0D float32, 0x0E float64), the number of dimensions ``r``, then ``r`` big-endian
+    uint32 sizes, then the data in C order, big-endian. Returns a native-endian array of
+    that shape; raises ``ValueError`` for anything else.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path} is not an IDX file: bad magic number {raw[:4].hex() or '(empty)'}.")
+    code, ndim = raw[2], raw[3]
+    if code not in _IDX_DTYPES:
+        raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02x}.")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header.")
+    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[code])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(
+            f"{path}: IDX header says shape {shape} ({expected} bytes) but {len(raw) - header} bytes follow."
+        )
+    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return data.astype(dtype.newbyteorder("="))
+
+
+def balanced_subset(y, n: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``n`` items of ``y`` chosen at random (seeded) with classes as balanced as
+    possible: every class gets ``n // C`` items, or all it has, and the remainder goes to
+    randomly chosen classes. Returned sorted, so the subset keeps the original order.
+    """
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(y))
+    ys = y[perm]
+    rank = np.empty(len(y), dtype=np.int64)  # position of each item within its class, in perm order
+    for c in np.unique(ys):
+        mask = ys == c
+        rank[mask] = np.arange(mask.sum())
+    order = np.lexsort((np.arange(len(y)), rank))
+    return np.sort(perm[order[:n]])
+
+
+def _default_root() -> Path:
+    env = os.environ.get("LCTOOLS_DATA")
+    return Path(env).expanduser() if env else Path("~/.cache/lctools/mnist").expanduser()
+
+
+def _find_file(root: Path, stem: str) -> Optional[Path]:
+    """Find an MNIST IDX file under ``root`` (also ``root/mnist`` and torchvision's
+    ``root/MNIST/raw`` layout), plain or ``.gz``, with ``-`` or ``.`` before ``idx``."""
+    names = [stem, stem.replace("-idx", ".idx")]
+    for folder in (root, root / "mnist", root / "MNIST" / "raw", root / "mnist" / "MNIST" / "raw"):
+        for name in names:
+            for candidate in (folder / name, folder / (name + ".gz")):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def _mnist_files(root: Path, train: bool):
+    prefix = "train" if train else "t10k"
+    images = _find_file(root, f"{prefix}-images-idx3-ubyte")
+    labels = _find_file(root, f"{prefix}-labels-idx1-ubyte")
+    return (images, labels) if images and labels else None
+
+
+def _digits_fallback(train: bool):
+    """scikit-learn's bundled 8x8 digits, split deterministically: image ``i`` (in the
+    bundled order) is a test image when ``i % 5 == 4`` (359 test, 1438 train)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images.astype(np.float32) / 16.0  # pixel values 0..16 -> [0, 1]
+    test = np.arange(len(images)) % 5 == 4
+    keep = ~test if train else test
+    return images[keep], digits.target[keep].astype(np.int64)
+
+
+def mnist(
+    train: bool = True,
+    subset: Optional[int] = None,
+    root=None,
+    seed: int = 0,
+    flatten: bool = True,
+    allow_download: bool = True,
+    verbose: bool = True,
+) -> Dataset:
+    """MNIST as a :class:`Dataset`: ``X`` float32 in ``[0, 1]``, ``y`` int64 labels 0..9.
+
+    Where the data come from, in this order:
+
+    1. IDX files under ``root`` (default: ``$LCTOOLS_DATA``, else ``~/.cache/lctools/mnist``;
+       also searched: ``root/mnist`` and torchvision's ``root/MNIST/raw``), named
+       ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]`` and ``t10k-...``
+       for the test split, parsed with :func:`read_idx` (no torchvision needed);
+    2. if they are missing and ``allow_download``: torchvision's downloader
+       (``torchvision.datasets.MNIST(root, download=True)``) when torchvision is installed;
+       any failure (no network, ...) is caught and we move on;
+    3. otherwise the **offline fallback**: scikit-learn's bundled 8x8 digits (1797 images,
+       not upsampled: 64 features), split deterministically into 1438 train / 359 test
+       images; ``name == "digits"``, ``image_shape == (8, 8)``, and a notice is printed.
+
+    ``X`` has shape ``(N, H*W)`` if ``flatten`` else ``(N, 1, H, W)``; check
+    ``dataset.image_shape`` / ``dataset.dim`` for which data you got (784 for MNIST, 64 for
+    the fallback). ``subset=m`` keeps a class-balanced random subset of ``m`` images chosen
+    with ``seed`` (:func:`balanced_subset`; the paper trains on 1000 MNIST images); a
+    subset at least as large as the split returns the whole split.
+    """
+    root = Path(root).expanduser() if root is not None else _default_root()
+    files = _mnist_files(root, train)
+    why = "torchvision is not installed" if allow_download else "allow_download=False"
+    if files is None and allow_download:
+        try:
+            import torchvision
+
+            torchvision.datasets.MNIST(str(root), train=train, download=True)
+            files = _mnist_files(root, train)
+            if files is None:
+                why = "torchvision's download left no IDX files"
+        except ImportError:
+            pass
+        except Exception as err:  # network errors, checksum failures, ...
+            why = f"torchvision's download failed ({type(err).__name__}: {err})"
+
+    if files is not None:
+        images, labels = read_idx(files[0]), read_idx(files[1])
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"MNIST files {files[0]} / {files[1]} have shapes {images.shape} / {labels.shape}; "
+                "expected (N, H, W) images and (N,) labels."
+            )
+        images = images.astype(np.float32) / 255.0
+        labels = labels.astype(np.int64)
+        name, source = "mnist", str(files[0])
+    else:
+        images, labels = _digits_fallback(train)
+        name, source = "digits", "sklearn.datasets.load_digits"
+        if verbose:
+            print(
+                f"lctools.data.mnist: MNIST not found under {root} and {why}; using the OFFLINE "
+                f"FALLBACK, scikit-learn's 8x8 digits ({len(images)} {'train' if train else 'test'} "
+                "images, 64 features instead of 784). For real MNIST, put the IDX files "
+                "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+                "t10k-labels-idx1-ubyte.gz) in that folder or in $LCTOOLS_DATA, "
+                "or `pip install torchvision` to download them."
+            )
+
+    if subset is not None:
+        if int(subset) != subset or subset < 1:
+            raise ValueError(f"subset must be a positive integer or None, got {subset!r}.")
+        if subset < len(labels):
+            idx = balanced_subset(labels, int(subset), seed)
+            images, labels = images[idx], labels[idx]
+
+    N, H, W = images.shape
+    X = torch.from_numpy(np.ascontiguousarray(images))
+    X = X.reshape(N, H * W) if flatten else X.reshape(N, 1, H, W)
+    return Dataset(
+        X=X,
+        y=torch.from_numpy(np.ascontiguousarray(labels)),
+        name=name,
+        num_classes=10,
+        image_shape=(H, W),
+        source=source,
+    )

@@ -1,0 +1,308 @@
+"""Training with metrics tracked on a log-spaced schedule.
+
+:func:`train` runs minibatch training (AdamW by default, as in the paper) and evaluates the
+full-data training loss and any user metrics (local complexity, local rank, accuracy, ...)
+at chosen steps, by default :func:`log_steps`: the paper's effects (LC falling, local rank
+collapsing, delayed robustness) unfold over orders of magnitude of steps. The result is a
+:class:`History`, which serialises to plain JSON for a results cache and plots itself.
+
+Step convention: "step ``t``" means "after ``t`` optimizer updates"; step 0 is the
+initialisation, evaluated before any update.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["History", "log_steps", "train", "accuracy"]
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+LOSSES = ("cross_entropy", "mse")
+SCHEDULES = (None, "cosine")
+
+
+def log_steps(total_steps: int, num: int = 50) -> np.ndarray:
+    """At most ``num`` distinct integer steps from 0 to ``total_steps`` (both included),
+    spaced evenly in ``log(1 + t)``: ``round(geomspace(1, total_steps + 1, num) - 1)``,
+    duplicates removed. Returns a sorted int64 array.
+    """
+    if int(total_steps) != total_steps or total_steps < 0:
+        raise ValueError(f"total_steps must be an integer >= 0, got {total_steps!r}.")
+    if num < 2:
+        raise ValueError(f"num must be >= 2 (to include 0 and total_steps), got {num!r}.")
+    steps = np.round(np.geomspace(1, int(total_steps) + 1, int(num)) - 1).astype(np.int64)
+    return np.unique(np.concatenate([[0, int(total_steps)], steps]))
+
+
+@dataclass
+class History:
+    """What :func:`train` recorded, one row per evaluation step.
+
+    Attributes
+    ----------
+    steps : int64 array ``(E,)`` of evaluation steps (number of updates done).
+    loss : float array ``(E,)``, the training loss on the full data set at those steps.
+    metrics : dict ``name -> array`` of shape ``(E,)`` (scalar metrics) or ``(E, k)``
+        (vector metrics, e.g. a per-layer local rank).
+    config : the training settings (lr, weight decay, ...), for the record.
+
+    ``history["loss"]``, ``history["steps"]`` and ``history[name]`` give the arrays.
+    """
+
+    steps: np.ndarray
+    loss: np.ndarray
+    metrics: Dict[str, np.ndarray] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in ("steps", "step"):
+            return self.steps
+        if name == "loss":
+            return self.loss
+        if name in self.metrics:
+            return self.metrics[name]
+        raise KeyError(f"no metric {name!r}; recorded: {['steps', 'loss', *self.metrics]}.")
+
+    def __contains__(self, name: str) -> bool:
+        return name in ("steps", "step", "loss") or name in self.metrics
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict (lists of numbers); inverse of :meth:`from_dict`."""
+        return {
+            "steps": [int(s) for s in self.steps],
+            "loss": [float(v) for v in self.loss],
+            "metrics": {k: np.asarray(v, dtype=float).tolist() for k, v in self.metrics.items()},
+            "config": dict(self.config),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        """Rebuild a :class:`History` from :meth:`to_dict`'s output (e.g. loaded from JSON)."""
+        return cls(
+            steps=np.asarray(d["steps"], dtype=np.int64),
+            loss=np.asarray(d["loss"], dtype=float),
+            metrics={k: np.asarray(v, dtype=float) for k, v in d.get("metrics", {}).items()},
+            config=dict(d.get("config", {})),
+        )
+
+    def plot(self, names: Union[str, Sequence[str], None] = None, ax=None, logx: bool = True):
+        """Plot metrics (default: all of them, or the loss if there are none) against the step.
+
+        Vector metrics get one line per component, labelled ``"name 1"``, ``"name 2"``, ...
+        (1-based, like layers). With ``logx`` the x axis is symlog (linear on ``[0, 1]``,
+        logarithmic beyond), so step 0 (initialisation) is shown. Returns the axes.
+        """
+        import matplotlib.pyplot as plt
+
+        if names is None:
+            names = list(self.metrics) or ["loss"]
+        elif isinstance(names, str):
+            names = [names]
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.5))
+        for name in names:
+            values = np.asarray(self[name], dtype=float)
+            if values.ndim == 1:
+                ax.plot(self.steps, values, marker=".", label=name)
+            else:
+                for j in range(values.shape[1]):
+                    ax.plot(self.steps, values[:, j], marker=".", label=f"{name} {j + 1}")
+        if logx:
+            ax.set_xscale("symlog", linthresh=1)
+            ax.set_xlim(left=0)
+        ax.set_xlabel("step")
+        if len(names) == 1:
+            ax.set_ylabel(names[0])
+        ax.legend()
+        return ax
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
+    """Fraction of points with ``argmax_j N(x)_j == y`` (evaluated in chunks, no gradients)."""
+    if len(X) != len(y):
+        raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}.")
+    if len(X) == 0:
+        raise ValueError("accuracy of an empty data set is undefined.")
+    device = _model_device(model)
+    correct = 0
+    for start in range(0, len(X), batch_size):
+        out = model(X[start : start + batch_size].to(device))
+        correct += (out.argmax(dim=1) == y[start : start + batch_size].to(device)).sum().item()
+    return correct / len(X)
+
+
+def _loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if name == "cross_entropy":
+        return F.cross_entropy
+
+    def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not target.is_floating_point():  # class labels -> one-hot targets
+            target = F.one_hot(target, out.shape[1]).to(out.dtype)
+        return F.mse_loss(out, target.reshape(out.shape))
+
+    return mse
+
+
+def _to_array(value, name: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().double().numpy()
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim > 1:
+        raise ValueError(f"metric {name!r} returned shape {arr.shape}; metrics must be scalars or 1-dim.")
+    return arr
+
+
+def train(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    batch_size: int = 64,
+    optimizer: str = "adamw",
+    loss: str = "cross_entropy",
+    metrics: Optional[Dict[str, Callable[[nn.Module], object]]] = None,
+    eval_steps: Optional[Iterable[int]] = None,
+    seed: int = 0,
+    schedule: Optional[str] = None,
+    progress: bool = True,
+    device=None,
+) -> History:
+    """Train ``model`` in place for ``steps`` minibatch updates and record a :class:`History`.
+
+    Each update draws a minibatch of ``batch_size`` points (epochs of a random permutation,
+    the last batch of an epoch may be smaller; ``batch_size >= len(X)`` is full-batch),
+    computes ``loss`` (``"cross_entropy"`` on integer labels, or ``"mse"``: squared error to
+    one-hot targets for integer labels, to ``y`` itself for float targets) and takes one
+    step of ``optimizer`` (``"adamw"``, ``"adam"`` or ``"sgd"``) with learning rate ``lr``
+    and weight decay ``weight_decay`` (decoupled for AdamW, L2 for Adam/SGD).
+    ``schedule="cosine"`` anneals the learning rate to 0 over ``steps``.
+
+    At every step in ``eval_steps`` (default ``log_steps(steps, 50)``; 0 is the
+    initialisation, before any update) it records, under ``torch.no_grad()`` and in eval
+    mode, the full-data training loss and ``metrics[name](model)`` for each metric (a
+    number, or a 0- or 1-dim tensor/array). A metric that needs input gradients (e.g. a PGD
+    attack) must switch them on itself with ``torch.enable_grad()``.
+
+    Seed semantics: ``seed`` seeds a private ``torch.Generator`` that draws the minibatch
+    order, and nothing else; the model's initialisation is the caller's (e.g.
+    ``torch.manual_seed`` before building it). On CPU, the same initial model, data and
+    seed give an identical History.
+
+    The model and data are moved to ``device`` (default: the model's device).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}.")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}.")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}.")
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}.")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    if lr < 0 or weight_decay < 0:
+        raise ValueError(f"lr and weight_decay must be >= 0, got lr={lr}, weight_decay={weight_decay}.")
+    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise ValueError("X and y must be torch tensors.")
+    if len(X) != len(y):
+        raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}.")
+    if len(X) == 0:
+        raise ValueError("X is empty: give at least one training point.")
+    if loss == "cross_entropy" and (y.is_floating_point() or y.is_complex()):
+        raise ValueError("loss='cross_entropy' needs integer class labels y (int64); use loss='mse' for float targets.")
+    metrics = dict(metrics or {})
+    for name, fn in metrics.items():
+        if not callable(fn):
+            raise ValueError(f"metric {name!r} is not callable; metrics map names to functions of the model.")
+        if name in ("loss", "steps", "step"):
+            raise ValueError(f"metric name {name!r} is reserved.")
+    steps, batch_size = int(steps), int(batch_size)
+    evals = log_steps(steps, 50) if eval_steps is None else np.unique(np.asarray(list(eval_steps), dtype=np.int64))
+    if len(evals) and (evals.min() < 0 or evals.max() > steps):
+        raise ValueError(f"eval_steps must lie in [0, steps={steps}], got {evals.min()}..{evals.max()}.")
+
+    device = torch.device(device) if device is not None else _model_device(model)
+    model.to(device)
+    X, y = X.to(device), y.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
+    opt = opt_cls(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1)) if schedule == "cosine" else None
+    loss_fn = _loss_fn(loss)
+    gen = torch.Generator().manual_seed(int(seed))
+    n = len(X)
+
+    recorded_loss: list = []
+    recorded: Dict[str, list] = {name: [] for name in metrics}
+
+    def evaluate() -> float:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            total = 0.0
+            for start in range(0, n, 8192):
+                xb, yb = X[start : start + 8192], y[start : start + 8192]
+                total += loss_fn(model(xb), yb).item() * len(xb)
+            recorded_loss.append(total / n)
+            for name, fn in metrics.items():
+                value = _to_array(fn(model), name)
+                if recorded[name] and value.shape != recorded[name][0].shape:
+                    raise ValueError(f"metric {name!r} changed shape from {recorded[name][0].shape} to {value.shape}.")
+                recorded[name].append(value)
+        model.train(was_training)
+        return recorded_loss[-1]
+
+    eval_set = set(int(s) for s in evals)
+    perm, pos = None, n
+    postfix_every = max(1, steps // 200)
+    model.train()
+    with tqdm(total=steps, disable=not progress, desc="train", leave=False) as bar:
+        postfix = {}
+        if 0 in eval_set:
+            postfix["train_loss"] = f"{evaluate():.4g}"
+            bar.set_postfix(postfix)
+        for step in range(1, steps + 1):
+            if pos >= n:
+                perm, pos = torch.randperm(n, generator=gen).to(device), 0
+            idx = perm[pos : pos + batch_size]
+            pos += batch_size
+            opt.zero_grad(set_to_none=True)
+            batch_loss = loss_fn(model(X[idx]), y[idx])
+            batch_loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            bar.update(1)
+            if step in eval_set or step % postfix_every == 0:
+                postfix["batch_loss"] = f"{batch_loss.item():.4g}"
+                if step in eval_set:
+                    postfix["train_loss"] = f"{evaluate():.4g}"
+                bar.set_postfix(postfix)
+
+    config = dict(
+        steps=steps, lr=lr, weight_decay=weight_decay, batch_size=batch_size, optimizer=optimizer,
+        loss=loss, seed=int(seed), schedule=schedule, n_train=n,
+    )
+    return History(
+        steps=np.asarray(sorted(eval_set), dtype=np.int64),
+        loss=np.asarray(recorded_loss, dtype=float),
+        metrics={k: np.stack(v) if v else np.zeros(0) for k, v in recorded.items()},
+        config=config,
+    )

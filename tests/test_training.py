@@ -1,0 +1,135 @@
+"""Tests for lctools.training: log_steps, train(), History and accuracy."""
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from lctools import MLP
+from lctools.data import two_moons
+from lctools.training import History, accuracy, log_steps, train
+
+
+def make_model(seed=0, widths=(16, 16)):
+    torch.manual_seed(seed)
+    return MLP(2, list(widths), 2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models train faster on one thread (and do not fight other jobs for the cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return two_moons(n=256, noise=0.1, seed=0)
+
+
+def test_log_steps():
+    s = log_steps(1000, 50)
+    assert s[0] == 0 and s[-1] == 1000 and len(s) <= 50
+    assert s.dtype == np.int64 and np.all(np.diff(s) > 0)
+    assert np.all(np.isin([0, 1, 2, 3], s))  # dense at the start
+    assert log_steps(0).tolist() == [0]
+    assert log_steps(1).tolist() == [0, 1]
+    assert log_steps(10**6, 30)[-1] == 10**6
+    with pytest.raises(ValueError):
+        log_steps(-1)
+
+
+def test_determinism_and_seed(moons):
+    X, y = moons
+    metric = {"w": lambda m: m[0].weight.norm()}
+    runs = [train(make_model(), X, y, 60, lr=1e-2, seed=s, progress=False, metrics=metric) for s in (7, 7, 8)]
+    a, b, c = runs
+    np.testing.assert_array_equal(a.steps, b.steps)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=0, atol=0)
+    np.testing.assert_allclose(a["w"], b["w"], rtol=0, atol=0)
+    assert a.loss[0] == c.loss[0]  # same init, step 0 is before any update
+    assert not np.allclose(a.loss[1:], c.loss[1:], rtol=0, atol=0)  # different minibatch order
+
+
+def test_learns_two_moons(moons):
+    X, y = moons
+    model = make_model(widths=(32, 32))
+    hist = train(
+        model, X, y, 400, lr=1e-2, batch_size=32, progress=False,
+        metrics={"acc": lambda m: accuracy(m, X, y)},
+    )
+    assert hist.loss[-1] < 0.5 * hist.loss[0]
+    assert hist["acc"][-1] > 0.9 and accuracy(model, X, y) == pytest.approx(hist["acc"][-1])
+    assert hist.config["optimizer"] == "adamw" and hist.config["steps"] == 400
+
+
+def test_eval_steps_and_vector_metrics(moons):
+    X, y = moons
+    seen = []
+
+    def per_layer(model):  # a vector metric: weight norm of each Linear layer
+        seen.append(torch.is_grad_enabled())
+        return torch.stack([m.weight.norm() for m in model if isinstance(m, torch.nn.Linear)])
+
+    hist = train(make_model(), X, y, 20, eval_steps=[20, 0, 5, 5], metrics={"norms": per_layer},
+                 progress=False, optimizer="sgd", loss="mse", schedule="cosine")
+    assert hist.steps.tolist() == [0, 5, 20] and len(hist) == 3
+    assert hist["norms"].shape == (3, 3) and hist.loss.shape == (3,)
+    assert seen == [False, False, False]  # metrics run under torch.no_grad()
+    default = train(make_model(), X, y, 30, progress=False)
+    np.testing.assert_array_equal(default.steps, log_steps(30, 50))
+    assert default.metrics == {}
+
+
+def test_metric_zero_steps_records_init(moons):
+    X, y = moons
+    model = make_model()
+    before = [p.clone() for p in model.parameters()]
+    hist = train(model, X, y, 0, progress=False, optimizer="adam")
+    assert hist.steps.tolist() == [0]
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+
+
+def test_history_roundtrip_and_plot(moons):
+    X, y = moons
+    hist = train(make_model(), X, y, 10, progress=False, metrics={
+        "scalar": lambda m: 1.5, "vec": lambda m: np.array([1.0, 2.0])})
+    d = json.loads(json.dumps(hist.to_dict()))
+    back = History.from_dict(d)
+    np.testing.assert_array_equal(back.steps, hist.steps)
+    np.testing.assert_array_equal(back.loss, hist.loss)
+    for k in hist.metrics:
+        np.testing.assert_array_equal(back[k], hist[k])
+    assert back.config == hist.config and back["vec"].shape == (len(hist), 2)
+    assert "vec" in back and "nope" not in back
+    with pytest.raises(KeyError):
+        back["nope"]
+    ax = back.plot(["loss", "vec"])
+    assert len(ax.lines) == 3 and ax.get_xscale() == "symlog"
+    ax2 = back.plot("scalar", logx=False)
+    assert ax2.get_xscale() == "linear"
+    plt.close("all")
+
+
+def test_bad_arguments(moons):
+    X, y = moons
+    m = make_model()
+    bad = [
+        dict(optimizer="lbfgs"), dict(loss="hinge"), dict(steps=-1), dict(batch_size=0),
+        dict(y=y[:-1]), dict(eval_steps=[0, 11]), dict(metrics={"x": 3}), dict(schedule="step"),
+        dict(y=y.float()), dict(lr=-1.0), dict(metrics={"loss": lambda m: 0.0}),
+    ]
+    for kwargs in bad:
+        args = dict(X=X, y=y, steps=10, progress=False)
+        args.update(kwargs)
+        with pytest.raises(ValueError):
+            train(m, **args)
+    with pytest.raises(ValueError):
+        accuracy(m, X, y[:3])
