@@ -61,6 +61,39 @@ def count_singular_values_above(M: torch.Tensor, eps: float) -> torch.Tensor:
     return _positive_inertia(G - (eps**2) * eye)
 
 
+def _active_columns(M: torch.Tensor, d: torch.Tensor):
+    """Columns of ``M * d`` (``M`` (N, r, n), ``d`` (N, n) the slopes sigma'(z)) with nonzero
+    ``d``, packed to the front: ``(M_A, idx)`` of shapes ``(N, r, a)`` and ``(N, a)`` where
+    ``a`` is the batch's largest count of active neurons (padding columns are zero)."""
+    a = max(int((d != 0).sum(dim=1).max()), 1)
+    d_sorted, idx = torch.sort(d.abs(), dim=1, descending=True, stable=True)
+    idx = idx[:, :a]
+    cols = torch.gather(M, 2, idx.unsqueeze(1).expand(-1, M.shape[1], -1))
+    return cols * torch.gather(d, 1, idx).unsqueeze(1), idx
+
+
+def _count_through_layer(M_A: torch.Tensor, idx: torch.Tensor, H: torch.Tensor, eps: float) -> torch.Tensor:
+    """``#{sigma_j(M_A W_A^T) > eps}`` for ``W_A`` the active columns of the next layer's
+    weight, without forming the product's Gram matrix.
+
+    With ``K = M_A^T M_A`` and ``H_A = (W^T W)_{A,A}`` (positive definite), the squared
+    singular values are the eigenvalues of ``K H_A``, and ``H_A K H_A - eps^2 H_A =
+    H_A (K - eps^2 H_A^{-1}) H_A`` is congruent to a matrix with exactly as many positive
+    eigenvalues as ``K H_A`` has above ``eps^2``: all ``a x a`` instead of ``n x n``.
+    """
+    M_A = M_A.to(torch.float64)
+    K = M_A.transpose(-1, -2) @ M_A
+    H_A = H[idx.unsqueeze(2), idx.unsqueeze(1)]
+    return _positive_inertia(H_A @ K @ H_A - (eps**2) * H_A)
+
+
+def _gram_if_definite(W: torch.Tensor):
+    """``W^T W`` in float64 if it is safely positive definite (full column rank), else None."""
+    H = W.to(torch.float64).T @ W.to(torch.float64)
+    ev = torch.linalg.eigvalsh(H)
+    return H if ev[0] > 1e-10 * ev[-1] else None
+
+
 @torch.no_grad()
 def local_rank(
     model: torch.nn.Module,
@@ -75,6 +108,10 @@ def local_rank(
     Returns a float tensor of shape ``(L,)`` with ``E_x #{sigma_j(J_l(x)) > eps}`` for
     ``reduction="mean"`` (``"sum"`` sums over points), or the integer counts of shape
     ``(N, L)`` for ``reduction="none"``.
+
+    Only the active neurons matter: ``J_l = W_l D_{l-1} J_{l-1}`` (pre) and ``D_l J_l``
+    (post) involve the columns of neurons with ``sigma' != 0`` only, so for ReLU the
+    matrices whose inertia is counted shrink to the number of active neurons.
     """
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}.")
@@ -88,13 +125,20 @@ def local_rank(
     counts = torch.zeros(N, L, dtype=torch.long, device=net.device)
     if features == "pre":
         layer1 = int((torch.linalg.svdvals(net.weights[0].to(torch.float64)) > eps).sum())
+        grams = [None] + [_gram_if_definite(W) for W in net.weights[1:L]]
     for sl in chunks(N, chunk_size(net, budget)):
+        prev = None
         for l, z, T in hidden_pass(net, x[sl]):
-            if features == "pre" and l == 1:
+            d = net.derivative(l, z)
+            if features == "post":
+                counts[sl, l - 1] = count_singular_values_above(_active_columns(T, d)[0], eps)
+            elif l == 1:
                 counts[sl, 0] = layer1
-                continue
-            M = T if features == "pre" else T * net.derivative(l, z).unsqueeze(1)
-            counts[sl, l - 1] = count_singular_values_above(M, eps)
+            elif grams[l - 1] is not None:
+                counts[sl, l - 1] = _count_through_layer(*_active_columns(*prev), grams[l - 1], eps)
+            else:
+                counts[sl, l - 1] = count_singular_values_above(T, eps)
+            prev = (T, d)
     if reduction == "none":
         return counts
     counts = counts.to(net.dtype)

@@ -1,0 +1,165 @@
+"""The course's one switch: *quick* (laptop CPU) or *full* (the paper's scale, GPU) settings.
+
+Every chapter notebook starts the same way::
+
+    from lctools.course import resolve_mode, settings, banner
+
+    MODE = resolve_mode()          # explicit argument > $LCTOOLS_MODE > "full" on CUDA, else "quick"
+    cfg = settings(MODE,
+                   quick=dict(width=64, steps=2_000),
+                   full=dict(width=200, steps=1_000_000))
+    banner(MODE)                   # the rendered page says which mode produced it
+
+The environment variable ``LCTOOLS_MODE`` (``quick`` or ``full``) is the switch. Without
+it, notebooks run in ``full`` mode on a CUDA machine and in ``quick`` mode otherwise; under
+pytest (papermill, nbval and the book-build test) it defaults to ``quick``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import types
+from typing import Any, Mapping, Optional
+
+MODES = ("quick", "full")
+"""The allowed modes."""
+
+ENV_VAR = "LCTOOLS_MODE"
+"""Name of the environment variable that selects the mode."""
+
+_DESCRIPTIONS = {
+    "quick": "CPU settings: small networks and short runs, minutes on a laptop",
+    "full": "the paper's settings: full-size networks and long runs, meant for a GPU",
+}
+
+
+def _check(mode: Any, source: str) -> str:
+    value = str(mode).strip().lower() if isinstance(mode, str) else mode
+    if value not in MODES:
+        raise ValueError(
+            f"{source} must be one of {', '.join(repr(m) for m in MODES)}; got {mode!r}."
+        )
+    return value
+
+
+def resolve_mode(mode: Optional[str] = None) -> str:
+    """The mode to run in: ``"quick"`` or ``"full"``.
+
+    Order of precedence: the explicit argument ``mode``; else the environment variable
+    ``LCTOOLS_MODE`` (if set and non-empty); else ``"full"`` when
+    ``torch.cuda.is_available()`` and ``"quick"`` otherwise. Values are case-insensitive.
+
+    Raises
+    ------
+    ValueError
+        if the argument or the environment variable is not one of ``quick``, ``full``.
+    """
+    if mode is not None:
+        return _check(mode, "mode")
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return _check(env, f"the environment variable {ENV_VAR}")
+    import torch
+
+    return "full" if torch.cuda.is_available() else "quick"
+
+
+def settings(
+    mode: Optional[str], quick: Mapping[str, Any], full: Mapping[str, Any]
+) -> types.SimpleNamespace:
+    """The settings for ``mode``, as attributes: ``settings("quick", quick=..., full=...).steps``.
+
+    ``quick`` and ``full`` must have the same keys, so that a chapter cannot silently
+    depend on a setting that only one mode defines. ``mode=None`` resolves the mode with
+    :func:`resolve_mode`.
+
+    Raises
+    ------
+    ValueError
+        if ``mode`` is not a mode, or the two dictionaries have different keys.
+    """
+    mode = resolve_mode(mode)
+    only_quick = sorted(set(quick) - set(full))
+    only_full = sorted(set(full) - set(quick))
+    if only_quick or only_full:
+        parts = []
+        if only_quick:
+            parts.append(f"only in quick: {only_quick}")
+        if only_full:
+            parts.append(f"only in full: {only_full}")
+        raise ValueError(
+            "quick and full settings must have the same keys (" + "; ".join(parts) + ")."
+        )
+    chosen = quick if mode == "quick" else full
+    return types.SimpleNamespace(**dict(chosen))
+
+
+def on_colab() -> bool:
+    """Whether this code runs in Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def banner_text(mode: str) -> str:
+    """The Markdown text of :func:`banner` (one short paragraph)."""
+    mode = _check(mode, "mode")
+    other = "full" if mode == "quick" else "quick"
+    hint = (
+        "To reproduce the paper's scale, set `LCTOOLS_MODE=full` (a GPU is recommended) and re-run."
+        if mode == "quick"
+        else "For a fast CPU run, set `LCTOOLS_MODE=quick` and re-run."
+    )
+    return (
+        f"This page was executed in **{mode}** mode ({_DESCRIPTIONS[mode]}). {hint} "
+        f"Numbers and figures differ between `{mode}` and `{other}` mode; the effects do not."
+    )
+
+
+def _html(mode: str) -> str:
+    import html
+    import re
+
+    text = html.escape(banner_text(mode), quote=False)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    return (
+        f'<div class="admonition note lctools-mode-banner" data-lctools-mode="{mode}">\n'
+        '<p class="admonition-title">Execution mode</p>\n'
+        f"<p>{text}</p>\n"
+        "</div>"
+    )
+
+
+class _Banner:
+    """A display object: HTML (the book and Jupyter show this), Markdown and plain text."""
+
+    def __init__(self, mode: str):
+        self.mode = _check(mode, "mode")
+
+    def _repr_html_(self) -> str:
+        return _html(self.mode)
+
+    def _repr_markdown_(self) -> str:
+        return "> **Execution mode.** " + banner_text(self.mode)
+
+    def __repr__(self) -> str:
+        return "Execution mode: " + banner_text(self.mode).replace("**", "").replace("`", "")
+
+
+def banner(mode: str) -> None:
+    """Display a short note saying which mode produced the page.
+
+    In a notebook (and hence in the rendered book) it shows a "note" admonition:
+    *This page was executed in* **quick** *mode (CPU settings ...)*. Outside IPython it
+    prints the same text.
+    """
+    obj = _Banner(mode)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython is a Jupyter dependency
+        print(repr(obj))
+        return
+    if get_ipython() is None:
+        print(repr(obj))
+    else:
+        display(obj)

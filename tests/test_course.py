@@ -1,0 +1,85 @@
+"""lctools.course: the quick/full switch every notebook uses."""
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+from lctools import course
+
+
+def test_explicit_mode_wins(monkeypatch):
+    monkeypatch.setenv("LCTOOLS_MODE", "full")
+    assert course.resolve_mode("quick") == "quick"
+    assert course.resolve_mode("FULL ") == "full"
+
+
+def test_env_var(monkeypatch):
+    monkeypatch.setenv("LCTOOLS_MODE", "full")
+    assert course.resolve_mode() == "full"
+    monkeypatch.setenv("LCTOOLS_MODE", "Quick")
+    assert course.resolve_mode() == "quick"
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_default_follows_cuda(monkeypatch, cuda):
+    monkeypatch.delenv("LCTOOLS_MODE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert course.resolve_mode() == ("full" if cuda else "quick")
+    monkeypatch.setenv("LCTOOLS_MODE", "")  # empty counts as unset
+    assert course.resolve_mode() == ("full" if cuda else "quick")
+
+
+def test_bad_values_name_the_allowed_ones(monkeypatch):
+    with pytest.raises(ValueError, match="'quick', 'full'"):
+        course.resolve_mode("fast")
+    monkeypatch.setenv("LCTOOLS_MODE", "gpu")
+    with pytest.raises(ValueError, match="LCTOOLS_MODE.*'quick', 'full'.*'gpu'"):
+        course.resolve_mode()
+
+
+def test_settings_picks_the_mode():
+    quick, full = dict(width=8, steps=10), dict(width=200, steps=10**6)
+    cfg = course.settings("quick", quick=quick, full=full)
+    assert isinstance(cfg, types.SimpleNamespace)
+    assert (cfg.width, cfg.steps) == (8, 10)
+    assert course.settings("full", quick, full).width == 200
+    cfg.width = 1  # a copy: the dictionaries are left alone
+    assert quick["width"] == 8
+
+
+def test_settings_none_resolves(monkeypatch):
+    monkeypatch.setenv("LCTOOLS_MODE", "full")
+    assert course.settings(None, dict(a=1), dict(a=2)).a == 2
+
+
+def test_settings_needs_same_keys():
+    with pytest.raises(ValueError, match=r"only in quick: \['lr'\].*only in full: \['steps'\]"):
+        course.settings("quick", dict(width=1, lr=0.1), dict(width=2, steps=3))
+    with pytest.raises(ValueError, match="'quick', 'full'"):
+        course.settings("medium", dict(a=1), dict(a=2))
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_banner_says_the_mode(mode, capsys):
+    text = course.banner_text(mode)
+    assert f"executed in **{mode}** mode" in text
+    assert "LCTOOLS_MODE=" in text
+    obj = course._Banner(mode)
+    html = obj._repr_html_()
+    assert "lctools-mode-banner" in html and f"<strong>{mode}</strong>" in html
+    assert "admonition" in html
+    assert obj._repr_markdown_().startswith("> ")
+    course.banner(mode)  # outside IPython it prints
+    assert f"executed in {mode} mode" in capsys.readouterr().out
+    with pytest.raises(ValueError):
+        course.banner("turbo")
+
+
+def test_on_colab(monkeypatch):
+    import sys
+
+    assert course.on_colab() is ("google.colab" in sys.modules)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert course.on_colab() is True
