@@ -5,7 +5,7 @@ ReLU Networks* (Patel & Montufar, 2025).  Notation follows the course (DESIGN se
 hidden pre-activations ``z_l = W_l sigma(z_{l-1}) + b_l``, output
 ``N(x) = W_{L+1} sigma(z_L) + b_{L+1}``.
 """
-from . import course, data, regions, training
+from . import cache, course, data, regions, robustness, training
 from .complexity import LCBound, gaussian_density, local_complexity, local_complexity_bound
 from .models import MLP, perturb_biases
 from .rank import count_singular_values_above, local_rank
@@ -14,9 +14,11 @@ from .variation import input_jacobian, total_variation
 __version__ = "0.1.0"
 
 __all__ = [
+    "cache",
     "course",
     "data",
     "regions",
+    "robustness",
     "training",
     "MLP",
     "perturb_biases",

@@ -76,7 +76,10 @@ def _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, pro
                 noise = [draw((xb.shape[0], n)) for n in net.widths]
             for l, z, T in hidden_pass(net, xb, noise):
                 zbar = z if noise is None else z - noise[l - 1]
-                gnorm = torch.linalg.vector_norm(T, dim=1)  # (n, n_l): ||grad_x z_{l,i}||
+                if T.stride(0) == 0:  # layer 1: grad z_{1,i} = W_1[i] at every x
+                    gnorm = torch.linalg.vector_norm(T[0], dim=0).expand(T.shape[0], -1)
+                else:
+                    gnorm = torch.linalg.vector_norm(T, dim=1)  # (n, n_l): ||grad_x z_{l,i}||
                 per_point[sl, l - 1] += (gaussian_density(zbar, sigma) * gnorm).sum(dim=1)
                 grad_sum[l - 1] += gnorm.sum(dim=0)
                 grad_max = torch.maximum(grad_max, gnorm.max())

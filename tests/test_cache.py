@@ -1,0 +1,220 @@
+"""Tests for lctools.cache: keys, hits and misses, corrupt and partial entries, train-or-load."""
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import lctools
+from lctools import MLP, cache, training
+from lctools.data import two_moons
+
+CONFIG = {"model": {"widths": (8, 8)}, "lr": 1e-2, "steps": 20, "seed": np.int64(3), "wd": np.float32(0.5),
+          "schedule": None, "flag": True, "name": "moons"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models train faster on one thread (and do not fight other jobs for the cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def no_env(monkeypatch):
+    monkeypatch.delenv("LCTOOLS_CACHE", raising=False)
+
+
+class Counter:
+    def __init__(self, value=None):
+        self.calls, self.value = 0, value or {"lc": [1.0, 0.5], "acc": np.float64(0.75), "arr": np.arange(3)}
+
+    def __call__(self):
+        self.calls += 1
+        return self.value
+
+
+def test_key_is_stable_and_canonical(tmp_path):
+    c = cache.ResultsCache(tmp_path)
+    k = c.key(CONFIG)
+    assert len(k) == 64 and k == cache.ResultsCache(tmp_path / "other").key(dict(reversed(list(CONFIG.items()))))
+    assert c.key({**CONFIG, "model": {"widths": [8, 8]}}) == k  # tuples are lists
+    assert c.key({**CONFIG, "seed": 3}) == k  # numpy scalars are Python numbers
+    assert c.key({**CONFIG, "lr": 2e-2}) != k
+    assert c.key({"x": math.inf}) != c.key({"x": "inf"})
+    assert c.path(CONFIG) == tmp_path / k
+
+
+def test_second_call_is_a_hit(tmp_path):
+    c, compute = cache.ResultsCache(tmp_path), Counter()
+    first = c.get_or_compute(CONFIG, compute)
+    second = cache.ResultsCache(tmp_path).get_or_compute(CONFIG, compute)  # a new session
+    assert compute.calls == 1 and first == second == {"lc": [1.0, 0.5], "acc": 0.75, "arr": [0, 1, 2]}
+    assert len(c) == 1 and CONFIG in c
+    entry = c.path(CONFIG)
+    assert sorted(p.name for p in entry.iterdir()) == ["MANIFEST.json", "config.json", "result.json"]
+    assert not [p for p in tmp_path.iterdir() if p != entry]  # no temporary leftovers
+
+
+def test_changes_recompute(tmp_path, monkeypatch):
+    c, compute = cache.ResultsCache(tmp_path), Counter()
+    c.get_or_compute(CONFIG, compute)
+    c.get_or_compute({**CONFIG, "steps": 21}, compute)
+    assert compute.calls == 2
+    monkeypatch.setattr(lctools, "__version__", "99.0.0")
+    c.get_or_compute(CONFIG, compute)
+    assert compute.calls == 3 and len(c) == 3
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt", "no_manifest", "bad_manifest", "missing_file"])
+def test_damaged_entries_are_recomputed_and_repaired(tmp_path, damage):
+    c, compute = cache.ResultsCache(tmp_path), Counter()
+    c.get_or_compute(CONFIG, compute)
+    entry = c.path(CONFIG)
+    result = entry / "result.json"
+    if damage == "truncate":  # killed while writing
+        result.write_bytes(result.read_bytes()[:10])
+    elif damage == "corrupt":  # same length, one byte changed
+        data = bytearray(result.read_bytes())
+        data[2] ^= 1
+        result.write_bytes(bytes(data))
+    elif damage == "no_manifest":  # killed before the manifest was written
+        (entry / "MANIFEST.json").unlink()
+    elif damage == "bad_manifest":
+        (entry / "MANIFEST.json").write_text("{")
+    else:
+        (entry / "config.json").unlink()
+    assert CONFIG not in c
+    with pytest.warns(cache.CacheWarning, match="recomputing"):
+        value = c.get_or_compute(CONFIG, compute)
+    assert compute.calls == 2 and value["lc"] == [1.0, 0.5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert c.get_or_compute(CONFIG, compute) == value  # repaired: a silent hit
+    assert compute.calls == 2
+
+
+def test_interrupted_store_leaves_no_entry(tmp_path, monkeypatch):
+    """A store killed before the manifest is written: nothing half-written is ever used."""
+    c, compute = cache.ResultsCache(tmp_path), Counter()
+    real_write = cache._write
+
+    def dying_write(path, data):
+        if path.name == "MANIFEST.json":
+            raise KeyboardInterrupt
+        real_write(path, data)
+
+    monkeypatch.setattr(cache, "_write", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        c.get_or_compute(CONFIG, compute)
+    assert len(c) == 0 and not any(tmp_path.iterdir())
+    # a temporary directory left by a process killed outright is ignored, then cleared
+    monkeypatch.setattr(cache, "_write", real_write)
+    (tmp_path / ".tmp-deadbeef-x").mkdir()
+    (tmp_path / ".tmp-deadbeef-x" / "result.json").write_text("{")
+    assert c.get_or_compute(CONFIG, compute) == c.get_or_compute(CONFIG, compute)
+    assert compute.calls == 2 and len(c) == 1
+    assert c.clear() == 1 and not any(tmp_path.iterdir())
+
+
+def test_non_serialisable_config_is_rejected(tmp_path):
+    c = cache.ResultsCache(tmp_path)
+    with pytest.raises(ValueError, match=r"config\['data'\].*torch.Tensor"):
+        c.key({"data": torch.zeros(3)})
+    with pytest.raises(ValueError, match="function"):
+        c.get_or_compute({"act": [torch.relu]}, Counter())
+    with pytest.raises(ValueError, match="type object"):
+        c.key({"x": object()})
+    with pytest.raises(ValueError, match="string"):
+        c.key({1: 2})
+    with pytest.raises(ValueError, match="dict"):
+        c.get_or_compute(CONFIG, lambda: [1, 2])
+    assert len(c) == 0
+
+
+def test_root_and_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("LCTOOLS_CACHE", str(tmp_path / "env"))
+    assert cache.ResultsCache().root == tmp_path / "env"
+    assert cache.ResultsCache(tmp_path / "arg").root == tmp_path / "arg"  # the argument wins
+    c, compute = cache.ResultsCache(), Counter()
+    c.get_or_compute(CONFIG, compute)
+    assert (tmp_path / "env" / c.key(CONFIG) / "MANIFEST.json").is_file()
+    monkeypatch.delenv("LCTOOLS_CACHE")
+    assert cache.ResultsCache().root == (cache.Path.home() / ".cache" / "lctools" / "results")
+
+
+@pytest.mark.parametrize("how", ["env", "arg"])
+def test_disabled_cache_always_computes(tmp_path, monkeypatch, how):
+    if how == "env":
+        monkeypatch.setenv("LCTOOLS_CACHE", "off")
+        c = cache.ResultsCache(tmp_path)
+    else:
+        c = cache.ResultsCache(tmp_path, enabled=False)
+    compute = Counter()
+    assert c.get_or_compute(CONFIG, compute) == c.get_or_compute(CONFIG, compute)
+    assert compute.calls == 2 and not any(tmp_path.iterdir())
+
+
+def test_clear_only_removes_entries(tmp_path):
+    c = cache.ResultsCache(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    for steps in range(3):
+        c.get_or_compute({**CONFIG, "steps": steps}, Counter())
+    assert len(c) == 3 and c.clear() == 3 and len(c) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return two_moons(n=128, noise=0.1, seed=0)
+
+
+def test_cached_train_trains_once(tmp_path, monkeypatch, moons):
+    X, y = moons
+    calls = []
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    config = {"model": "MLP(2, [8, 8], 2)", "data": "two_moons(n=128, noise=0.1, seed=0)"}
+    kwargs = dict(steps=30, lr=1e-2, seed=1, eval_steps=[0, 10, 30], progress=False)
+    metrics = {"w": lambda m: m[0].weight.norm()}
+    build = lambda: MLP(2, [8, 8], 2)  # noqa: E731
+
+    torch.manual_seed(123)
+    rng_before = torch.get_rng_state()
+    m1, h1 = cache.cached_train(config, build, X, y, metrics=metrics, cache=tmp_path, **kwargs)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the global RNG is left alone
+    m2, h2 = cache.cached_train(config, build, X, y, metrics=metrics, cache=cache.ResultsCache(tmp_path), **kwargs)
+    assert len(calls) == 1
+    assert h1.to_dict() == h2.to_dict() and list(h2.steps) == [0, 10, 30] and h2["w"].shape == (3,)
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert torch.equal(m1(X), m2(X))
+    assert h1.loss[-1] < h1.loss[0]
+
+    # what the entry holds, and what changes the key
+    entry = next(p for p in tmp_path.iterdir())
+    assert sorted(p.name for p in entry.iterdir()) == ["MANIFEST.json", "config.json", "model.pt", "result.json"]
+    assert set(json.loads((entry / "MANIFEST.json").read_text())["files"]) == {"config.json", "result.json", "model.pt"}
+    cache.cached_train(config, build, X, y, metrics=metrics, cache=tmp_path, **{**kwargs, "progress": True})
+    assert len(calls) == 1  # progress does not change what is computed
+    cache.cached_train(config, build, X, y, metrics=metrics, cache=tmp_path, **{**kwargs, "lr": 2e-2})
+    cache.cached_train(config, build, X[:64], y[:64], metrics=metrics, cache=tmp_path, **kwargs)
+    cache.cached_train(config, build, X, y, cache=tmp_path, **kwargs)
+    assert len(calls) == 4
+
+
+def test_cached_train_repairs_a_corrupt_model(tmp_path, moons):
+    X, y = moons
+    build = lambda: MLP(2, [4], 2)  # noqa: E731
+    kwargs = dict(steps=5, eval_steps=[0, 5], progress=False)
+    m1, _ = cache.cached_train({"m": 1}, build, X, y, cache=tmp_path, **kwargs)
+    entry = next(p for p in tmp_path.iterdir())
+    (entry / "model.pt").write_bytes(b"garbage")
+    with pytest.warns(cache.CacheWarning, match="model.pt"):
+        m2, _ = cache.cached_train({"m": 1}, build, X, y, cache=tmp_path, **kwargs)
+    assert torch.equal(m1(X), m2(X))  # retrained deterministically from the seeded initialisation
+    with pytest.raises(ValueError, match=r"config\[.X.\] is a torch.Tensor"):
+        cache.cached_train({"X": X}, build, X, y, cache=tmp_path, **kwargs)
