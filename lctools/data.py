@@ -197,6 +197,22 @@ def xor_blobs(n: int = 500, noise: float = 0.15, seed: int = 0):
 # --------------------------------------------------------------------------- subspace mixture
 
 
+def uniform_box(n: int, bounds=(-1.0, 1.0, -1.0, 1.0), generator=None, device=None, dtype=torch.float32):
+    """``n`` points uniform on the box ``[x0, x1] x [y0, y1]`` given as ``bounds = (x0, x1, y0, y1)``
+    (or on ``[a_1, b_1] x ... x [a_d, b_d]`` for ``bounds = (a_1, b_1, ..., a_d, b_d)``): the input
+    distribution for which local complexity is boundary volume per unit volume.  Drawn on
+    the CPU with ``generator`` (reproducible on every device), returned on ``device``."""
+    n = _check_n(n)
+    b = torch.as_tensor(bounds, dtype=torch.float64)
+    if b.ndim != 1 or len(b) % 2 or len(b) == 0:
+        raise ValueError(f"bounds must be (low_1, high_1, ..., low_d, high_d), got {bounds!r}.")
+    lo, hi = b[0::2].to(dtype), b[1::2].to(dtype)
+    if not torch.all(hi > lo):
+        raise ValueError(f"bounds need low < high in every coordinate, got {bounds!r}.")
+    u = torch.rand(n, len(lo), generator=generator, dtype=dtype)
+    return (lo + (hi - lo) * u).to(device=device)
+
+
 def gaussian_mixture(
     n: int,
     dim: int = 100,

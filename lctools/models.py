@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 ACTIVATIONS = ("relu", "leaky_relu")
+INITS = ("pytorch", "he")
 
 
 class MLP(nn.Sequential):
@@ -24,6 +25,10 @@ class MLP(nn.Sequential):
     activation : ``"relu"`` or ``"leaky_relu"``.
     negative_slope : slope on the negative side for ``"leaky_relu"``.
     flatten : put an ``nn.Flatten`` in front (for image inputs).
+    init : ``"pytorch"`` (PyTorch's default uniform initialisation) or ``"he"`` (weights
+        ``N(0, 2 / n_{l-1})``, which keeps pre-activations at a constant scale with depth).
+    bias_std : if given, biases are drawn ``N(0, bias_std^2)`` (PyTorch's default biases are
+        tiny for wide layers, which puts every zero set close to the origin).
     """
 
     def __init__(
@@ -34,6 +39,8 @@ class MLP(nn.Sequential):
         activation: str = "relu",
         negative_slope: float = 0.01,
         flatten: bool = False,
+        init: str = "pytorch",
+        bias_std: float | None = None,
     ):
         widths = [int(w) for w in widths]
         if in_dim < 1 or out_dim < 1 or not widths or min(widths) < 1:
@@ -43,6 +50,10 @@ class MLP(nn.Sequential):
             )
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}.")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}.")
+        if bias_std is not None and not bias_std >= 0:
+            raise ValueError(f"bias_std must be >= 0, got {bias_std!r}.")
         layers: list[nn.Module] = [nn.Flatten()] if flatten else []
         dims = [int(in_dim), *widths]
         for d_in, d_out in zip(dims[:-1], dims[1:]):
@@ -50,8 +61,21 @@ class MLP(nn.Sequential):
             layers.append(nn.ReLU() if activation == "relu" else nn.LeakyReLU(negative_slope))
         layers.append(nn.Linear(dims[-1], int(out_dim)))
         super().__init__(*layers)
+        with torch.no_grad():
+            for m in self:
+                if isinstance(m, nn.Linear):
+                    if init == "he":
+                        nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    if bias_std is not None:
+                        nn.init.normal_(m.bias, std=bias_std)
         self.in_dim, self.widths, self.out_dim = int(in_dim), widths, int(out_dim)
         self.activation, self.negative_slope = activation, float(negative_slope)
+
+    def __getitem__(self, idx):
+        # Slices are plain nn.Sequential (nn.Sequential would rebuild them with MLP's constructor).
+        if isinstance(idx, slice):
+            return nn.Sequential(*list(self)[idx])
+        return super().__getitem__(idx)
 
     def extra_repr(self) -> str:
         return f"in_dim={self.in_dim}, widths={self.widths}, out_dim={self.out_dim}, activation={self.activation!r}"

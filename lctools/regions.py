@@ -117,6 +117,24 @@ class Partition:
         """``(L,)`` array: the boundary length split by the hidden layer whose zero set made each edge."""
         return np.bincount(self.edge_layer, weights=self.edge_lengths, minlength=self.depth + 1)[1:]
 
+    def locus_segments(self) -> np.ndarray:
+        """The edges made by neuron zero sets (border of ``K`` left out), shape ``(E, 2, 2)``."""
+        return self.vertices[self.edges[self.edge_layer > 0]]
+
+    def distance_to_locus(self, points, chunk: int = 1024) -> np.ndarray:
+        """Euclidean distance (in partition coordinates) from each point to the nearest region
+        boundary, exactly: the minimum over the locus segments of the point-segment distance."""
+        seg = self.locus_segments()
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        if len(seg) == 0:
+            return np.full(len(pts), np.inf)
+        a, ab = seg[:, 0], seg[:, 1] - seg[:, 0]
+        out = []
+        for p in np.array_split(pts, max(1, len(pts) // chunk)):
+            t = np.clip(((p[:, None] - a) * ab).sum(-1) / (ab**2).sum(-1), 0.0, 1.0)
+            out.append(np.linalg.norm(p[:, None] - a - t[..., None] * ab, axis=-1).min(axis=1))
+        return np.concatenate(out)
+
     def to_input(self, coords) -> np.ndarray:
         """Map 2D partition coordinates to input space (the identity for :func:`partition2d`)."""
         coords = np.asarray(coords, dtype=np.float64)
@@ -128,7 +146,8 @@ class Partition:
 
         Faces are filled by ``color_by``: ``"pattern"`` (a stable hash of the activation
         pattern, see :func:`pattern_colors`), ``"output"`` (first output of ``N`` at the face
-        centroid) or ``None`` (white).  With ``show_locus`` the edges are drawn, coloured by
+        centroid) or ``None`` (transparent, to overlay the locus on another plot).  With
+        ``show_locus`` the edges are drawn, coloured by
         the hidden layer that made them; points of :func:`partition_through_points` are marked.
         """
         import matplotlib.pyplot as plt
@@ -146,7 +165,7 @@ class Partition:
             norm = matplotlib.colors.Normalize(out.min(), out.max())
             colors = matplotlib.colormaps[cmap or "viridis"](norm(out))
         elif color_by is None:
-            colors = "white"
+            colors = "none"  # transparent: the partition can be drawn over a heat map
         else:
             raise ValueError(f"color_by must be 'pattern', 'output' or None, got {color_by!r}.")
         ax.add_collection(PolyCollection(polys, facecolors=colors, edgecolors="none"))

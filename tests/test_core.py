@@ -308,3 +308,47 @@ def test_bad_arguments_raise_value_error():
         lctools.local_rank(net, x, eps=-1.0)
     with pytest.raises(ValueError, match="activation"):
         lctools.MLP(2, [3], 1, activation="tanh")
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers used by the chapters
+# --------------------------------------------------------------------------------------
+
+
+def test_mlp_he_init_bias_std_and_slicing():
+    torch.manual_seed(0)
+    net = lctools.MLP(400, [300, 300], 1, init="he", bias_std=0.3)
+    w = net[2].weight
+    assert abs(w.std().item() - math.sqrt(2 / 300)) < 0.01 * math.sqrt(2 / 300) * 10
+    assert abs(net[0].bias.std().item() - 0.3) < 0.05
+    head = net[:-1]
+    assert type(head) is nn.Sequential and len(head) == 4
+    with pytest.raises(ValueError, match="init"):
+        lctools.MLP(2, [3], 1, init="xavier")
+
+
+def test_uniform_box_and_preactivation_rms():
+    g = torch.Generator().manual_seed(0)
+    x = lctools.data.uniform_box(20000, (-0.5, 1.5, 2.0, 3.0), generator=g)
+    assert x.shape == (20000, 2) and x.dtype == torch.float32
+    assert x[:, 0].min() >= -0.5 and x[:, 0].max() <= 1.5 and x[:, 1].min() >= 2.0 and x[:, 1].max() <= 3.0
+    torch.testing.assert_close(x.mean(0), torch.tensor([0.5, 2.5]), atol=0.02, rtol=0)
+    with pytest.raises(ValueError):
+        lctools.data.uniform_box(10, (1.0, 0.0))
+    net = random_mlp(2, [5, 6], seed=3)
+    xd = x.double()
+    zs = [m(xd) for m in hidden_maps(net)]
+    ref = torch.cat(zs, dim=1).square().mean().sqrt().item()
+    assert lctools.complexity.preactivation_rms(net, xd) == pytest.approx(ref, rel=1e-10)
+
+
+def test_distance_to_locus_matches_one_line():
+    """One neuron: the locus is the line w.x + b = 0 and the distance is |w.x + b| / ||w||."""
+    net = lctools.MLP(2, [1], 1).double()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 2.0]]))
+        net[0].bias.fill_(0.3)
+    P = regions.partition2d(net)
+    pts = np.random.default_rng(0).uniform(-0.3, 0.3, size=(50, 2))
+    ref = np.abs(pts @ np.array([1.0, 2.0]) + 0.3) / math.sqrt(5.0)
+    np.testing.assert_allclose(P.distance_to_locus(pts), ref, atol=1e-5)
