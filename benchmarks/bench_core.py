@@ -77,17 +77,20 @@ def timed(fn, device, repeats):
 
 
 def peak_memory_lc(n_points=10_000):
-    """Peak resident memory (MiB) of LC on n_points x 784 through 784-200x4-10, fresh process."""
+    """Peak resident memory (MiB) of LC on n_points x 784 through 784-200x4-10, in a fresh
+    process: the high-water mark VmHWM before and after the call (ru_maxrss would carry
+    this benchmark's own peak across exec)."""
     code = (
-        "import resource, torch, lctools\n"
+        "import torch, lctools\n"
+        "def hwm():\n"
+        "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024\n"
         "torch.manual_seed(0)\n"
         "net = lctools.MLP(784, [200]*4, 10)\n"
         f"x = torch.rand({n_points}, 784)\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "base = hwm()\n"
         "lctools.local_complexity(net, x, sigma=0.05, noise_draws=0)\n"
         "lctools.local_rank(net, x[:2000])\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print((peak - base) / 1024, peak / 1024)\n"
+        "print(hwm() - base, hwm())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     extra, total = map(float, out.split())

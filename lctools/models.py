@@ -1,6 +1,7 @@
 """lctools' multilayer perceptron: an ``nn.Sequential`` of Linear and ReLU/LeakyReLU layers."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -29,6 +30,8 @@ class MLP(nn.Sequential):
         ``N(0, 2 / n_{l-1})``, which keeps pre-activations at a constant scale with depth).
     bias_std : if given, biases are drawn ``N(0, bias_std^2)`` (PyTorch's default biases are
         tiny for wide layers, which puts every zero set close to the origin).
+    seed : if given, the initial parameters are drawn from ``torch.Generator().manual_seed(seed)``
+        (layer by layer, weights then biases) instead of torch's global random state.
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class MLP(nn.Sequential):
         flatten: bool = False,
         init: str = "pytorch",
         bias_std: float | None = None,
+        seed: int | None = None,
     ):
         widths = [int(w) for w in widths]
         if in_dim < 1 or out_dim < 1 or not widths or min(widths) < 1:
@@ -61,13 +65,20 @@ class MLP(nn.Sequential):
             layers.append(nn.ReLU() if activation == "relu" else nn.LeakyReLU(negative_slope))
         layers.append(nn.Linear(dims[-1], int(out_dim)))
         super().__init__(*layers)
+        gen = None if seed is None else torch.Generator().manual_seed(int(seed))
         with torch.no_grad():
             for m in self:
-                if isinstance(m, nn.Linear):
-                    if init == "he":
-                        nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                    if bias_std is not None:
-                        nn.init.normal_(m.bias, std=bias_std)
+                if not isinstance(m, nn.Linear):
+                    continue
+                bound = 1.0 / math.sqrt(m.in_features)
+                if init == "he":
+                    m.weight.normal_(0.0, math.sqrt(2.0 / m.in_features), generator=gen)
+                elif gen is not None:  # PyTorch's default distributions, drawn from the seed
+                    m.weight.uniform_(-bound, bound, generator=gen)
+                if bias_std is not None:
+                    m.bias.normal_(0.0, bias_std, generator=gen)
+                elif gen is not None:
+                    m.bias.uniform_(-bound, bound, generator=gen)
         self.in_dim, self.widths, self.out_dim = int(in_dim), widths, int(out_dim)
         self.activation, self.negative_slope = activation, float(negative_slope)
 

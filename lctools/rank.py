@@ -16,9 +16,14 @@ For ``features="pre"`` layer 1 has ``J_1 = W_1`` at every ``x`` and is counted o
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import List
+
 import torch
 
 from ._jacobian import DEFAULT_BUDGET, chunk_size, hidden_pass
+from .complexity import gaussian_density
 from ._network import check_inputs, chunks, parse_network
 
 FEATURES = ("pre", "post")
@@ -143,3 +148,160 @@ def local_rank(
         return counts
     counts = counts.to(net.dtype)
     return counts.mean(dim=0) if reduction == "mean" else counts.sum(dim=0)
+
+
+# ----------------------------------------------------------------------------- rank bound
+
+
+@dataclass
+class RankBound:
+    """Per-layer local complexity and its local-rank upper bound (:func:`local_rank_bound`).
+
+    All tensors have shape ``(L,)`` (one entry per hidden layer ``l = 1..L``), dtype float64,
+    and are averages over the sample ``x`` (the empirical distribution ``p``).  With
+    ``C_bias = 1 / (s sqrt(2 pi))``, ``J_l(x) = dz_l/dx`` (``n_l x n_0``), its singular values
+    ``sigma_1(x) >= ... >= sigma_{m_l}(x)``, ``m_l = min(n_l, n_0)`` and
+    ``r(x) = #{j : sigma_j(x) > eps}``, the chain of inequalities is
+
+        lc <= row_norm_term <= frobenius_term <= pointwise_rank_term <= bound.
+
+    Attributes
+    ----------
+    lc : ``E_x sum_i phi_s(z_{l,i}(x)) ||grad_x z_{l,i}(x)||``, the noiseless plug-in local
+        complexity of layer ``l`` (``local_complexity(..., noise_draws=0, per_layer=True)``).
+    row_norm_term : ``C_bias E_x sum_i ||grad_x z_{l,i}(x)||`` (since ``phi_s <= C_bias``).
+    frobenius_term : ``C_bias sqrt(n_l) E_x ||J_l(x)||_F`` (Cauchy-Schwarz over the ``n_l`` rows).
+    pointwise_rank_term : ``C_bias sqrt(n_l) E_x sqrt(r(x) sigma_1(x)^2 + (m_l - r(x)) eps^2)``.
+    bound : ``C_bias sqrt(n_l) sqrt(LR_l S_l^2 + (m_l - LR_l) eps^2)`` (Jensen), the bound in
+        terms of the local rank alone and the largest singular value ``S_l``.
+    local_rank : ``LR_l^eps = E_x r(x)`` (pre-activation features, as :func:`local_rank`).
+    sigma_max : ``S_l = max_x sigma_1(J_l(x))`` over the sample.
+    m : ``m_l = min(n_l, n_0)``, the number of singular values of ``J_l``.
+    widths : ``[n_1, ..., n_L]``.
+    c_bias : ``C_bias = sup phi_s = 1 / (s sqrt(2 pi))``.
+    sigma, eps : the noise scale ``s`` and the singular-value threshold ``eps``.
+    """
+
+    lc: torch.Tensor
+    row_norm_term: torch.Tensor
+    frobenius_term: torch.Tensor
+    pointwise_rank_term: torch.Tensor
+    bound: torch.Tensor
+    local_rank: torch.Tensor
+    sigma_max: torch.Tensor
+    m: torch.Tensor
+    widths: List[int]
+    c_bias: float
+    sigma: float
+    eps: float
+
+    @property
+    def generic_bound(self) -> torch.Tensor:
+        """``C_bias sqrt(n_l m_l) S_l``: the same bound with no rank information
+        (every singular value counted as ``S_l``); ``bound / generic_bound ~ sqrt(LR_l / m_l)``."""
+        n = torch.tensor(self.widths, dtype=self.bound.dtype, device=self.bound.device)
+        return self.c_bias * torch.sqrt(n * self.m.to(self.bound.dtype)) * self.sigma_max
+
+    @property
+    def total_lc(self) -> float:
+        """``sum_l lc_l``, the plug-in local complexity of the whole network."""
+        return float(self.lc.sum())
+
+    @property
+    def total_bound(self) -> float:
+        """``sum_l bound_l``, an upper bound on :attr:`total_lc`."""
+        return float(self.bound.sum())
+
+    def holds(self, rtol: float = 1e-9) -> bool:
+        """Whether every link of the chain ``lc <= ... <= bound`` holds in every layer
+        (up to a relative rounding tolerance ``rtol``)."""
+        chain = [self.lc, self.row_norm_term, self.frobenius_term, self.pointwise_rank_term, self.bound]
+        return all(bool((a <= b * (1 + rtol) + 1e-300).all()) for a, b in zip(chain[:-1], chain[1:]))
+
+
+@torch.no_grad()
+def local_rank_bound(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    sigma: float,
+    eps: float = 1e-2,
+    budget: int = DEFAULT_BUDGET,
+) -> RankBound:
+    """Per-layer plug-in local complexity and its upper bound by the local rank.
+
+    For hidden layer ``l`` (width ``n_l``, input width ``n_0``, ``m_l = min(n_l, n_0)``), with
+    ``C_bias = sup phi_s = 1 / (s sqrt(2 pi))``, ``grad_x z_{l,i}`` the ``i``-th row of
+    ``J_l = dz_l/dx``, ``r(x) = #{sigma_j(J_l(x)) > eps}`` and ``S_l = max_x sigma_1(J_l(x))``:
+
+        LC_l := E_x sum_i phi_s(z_{l,i}) ||grad_x z_{l,i}||
+             <= C_bias E_x sum_i ||grad_x z_{l,i}||                         (phi_s <= C_bias)
+             <= C_bias sqrt(n_l) E_x ||J_l(x)||_F                          (Cauchy-Schwarz)
+             <= C_bias sqrt(n_l) E_x sqrt(r(x) sigma_1(x)^2 + (m_l - r(x)) eps^2)
+             <= C_bias sqrt(n_l) sqrt(LR_l^eps S_l^2 + (m_l - LR_l^eps) eps^2)     (Jensen)
+
+    since ``||J||_F^2 = sum_j sigma_j^2`` has ``r`` terms at most ``sigma_1^2`` and
+    ``m_l - r`` terms at most ``eps^2``.  Low local rank (few singular values above ``eps``)
+    forces low local complexity.  Returns a :class:`RankBound` holding every term of the
+    chain, the local rank ``LR_l^eps = E_x r(x)`` and ``S_l``; expectations are means over
+    the rows of ``x``.
+
+    ``lc`` equals ``local_complexity(model, x, sigma, noise_draws=0, per_layer=True)`` and
+    ``local_rank`` equals ``local_rank(model, x, eps)`` (up to ties at ``eps``).  The
+    singular values are computed exactly (up to rounding) from the eigenvalues of the
+    smaller Gram matrix of the reduced Jacobian (``_jacobian``; same singular values as
+    ``J_l``), in float64; results are float64 tensors on the model's device.
+    """
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma (the bias-noise scale s) must be a positive number, got {sigma!r}.")
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps (the singular-value threshold) must be a positive number, got {eps!r}.")
+    net = parse_network(model)
+    x = check_inputs(net, x)
+    N, L, n0 = x.shape[0], net.depth, net.in_dim
+    f64 = dict(dtype=torch.float64, device=net.device)
+    widths = list(net.widths)
+    m = torch.tensor([min(n, n0) for n in widths], dtype=torch.long, device=net.device)
+    c_bias = 1.0 / (sigma * math.sqrt(2 * math.pi))
+    sums = {k: torch.zeros(L, **f64) for k in ("lc", "rows", "frob", "pointwise", "rank")}
+    smax = torch.zeros(L, **f64)
+
+    def spectrum(T: torch.Tensor) -> torch.Tensor:
+        """Singular values (B, min(r, n_l)) of a batch of reduced Jacobians, via eigvalsh."""
+        T = T.to(torch.float64)
+        G = T @ T.transpose(-1, -2) if T.shape[-2] <= T.shape[-1] else T.transpose(-1, -2) @ T
+        return torch.linalg.eigvalsh(G).clamp_min(0).sqrt()
+
+    for sl in chunks(N, chunk_size(net, budget)):
+        for l, z, T in hidden_pass(net, x[sl]):
+            B, i = z.shape[0], l - 1
+            if T.stride(0) == 0:  # layer 1: J_1 = W_1 at every x
+                gnorm = torch.linalg.vector_norm(T[0].to(torch.float64), dim=0).expand(B, -1)
+                sv = spectrum(T[:1]).expand(B, -1)
+            else:
+                gnorm = torch.linalg.vector_norm(T.to(torch.float64), dim=1)  # (B, n_l)
+                sv = spectrum(T)
+            r = (sv > eps).sum(dim=1).to(torch.float64)
+            s1 = sv.max(dim=1).values
+            sums["lc"][i] += (gaussian_density(z.to(torch.float64), sigma) * gnorm).sum()
+            sums["rows"][i] += gnorm.sum()
+            sums["frob"][i] += torch.sqrt((gnorm**2).sum(dim=1)).sum()
+            sums["pointwise"][i] += torch.sqrt(r * s1**2 + (m[i] - r) * eps**2).sum()
+            sums["rank"][i] += r.sum()
+            smax[i] = torch.maximum(smax[i], s1.max())
+    mean = {k: v / N for k, v in sums.items()}
+    root_n = torch.sqrt(torch.tensor(widths, **f64))
+    LR = mean["rank"]
+    return RankBound(
+        lc=mean["lc"],
+        row_norm_term=c_bias * mean["rows"],
+        frobenius_term=c_bias * root_n * mean["frob"],
+        pointwise_rank_term=c_bias * root_n * mean["pointwise"],
+        bound=c_bias * root_n * torch.sqrt(LR * smax**2 + (m - LR) * eps**2),
+        local_rank=LR,
+        sigma_max=smax,
+        m=m,
+        widths=widths,
+        c_bias=c_bias,
+        sigma=float(sigma),
+        eps=float(eps),
+    )

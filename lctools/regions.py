@@ -19,6 +19,8 @@ complexity estimates for ``p`` uniform on ``K`` (``boundary_length / area``).
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -26,9 +28,12 @@ import numpy as np
 import torch
 
 from ._jacobian import hidden_pass
-from ._network import Network, chunks, parse_network
+from ._network import Network, check_inputs, chunks, parse_network
 
-__all__ = ["Partition", "PatternMap", "partition2d", "partition_through_points", "pattern_map", "pattern_colors"]
+__all__ = [
+    "Partition", "PatternMap", "partition2d", "partition_through_points", "pattern_map", "pattern_colors",
+    "activation_patterns", "arrangement_bound", "serra_bound",
+]
 
 
 def _np32(t: torch.Tensor) -> np.ndarray:
@@ -349,3 +354,33 @@ def pattern_map(model, bounds=(-1, 1, -1, 1), resolution: int = 400, batch_size:
     uniq, inv = np.unique(np.concatenate(packed), axis=0, return_inverse=True)
     patterns = np.unpackbits(uniq, axis=1)[:, :n].astype(bool)
     return PatternMap(inv.reshape(res, res), patterns, (x0, x1, y0, y1))
+
+
+@torch.no_grad()
+def activation_patterns(model, x) -> torch.Tensor:
+    """The activation patterns ``(z_{l,i}(x) > 0)_{l,i}`` of the inputs ``x``, as a bool tensor
+    of shape ``(N, #hidden neurons)`` (neurons of layer 1 first), on the CPU."""
+    net = parse_network(model)
+    x = check_inputs(net, x)
+    return torch.cat([z > 0 for _, z, _ in hidden_pass(net, x, jacobians=False)], dim=1).cpu()
+
+
+def arrangement_bound(n0: int, n: int) -> int:
+    """The most regions ``n`` hyperplanes can cut ``R^{n0}`` into (Zaslavsky):
+    ``sum_{j=0}^{n0} C(n, j)``, reached by hyperplanes in general position; the number of
+    activation regions of a network with one hidden layer of width ``n``."""
+    return sum(math.comb(n, j) for j in range(n0 + 1))
+
+
+def serra_bound(n0: int, widths: Sequence[int]) -> int:
+    """The upper bound of Serra, Tjandraatmadja & Ramalingam (2018, Theorem 1) on the number
+    of linear regions of a ReLU network with input dimension ``n0`` and hidden widths
+    ``n_1, ..., n_L``: ``sum over (j_1, ..., j_L) in J of prod_l C(n_l, j_l)`` with
+    ``J = {0 <= j_l <= min(n0, n_1 - j_1, ..., n_{l-1} - j_{l-1}, n_l)}``.  For one layer it is
+    :func:`arrangement_bound`."""
+    widths = [int(n) for n in widths]
+    total = 0
+    for js in itertools.product(*(range(min(n0, n) + 1) for n in widths)):
+        if all(j <= min([n0, widths[l]] + [widths[k] - js[k] for k in range(l)]) for l, j in enumerate(js)):
+            total += math.prod(math.comb(n, j) for n, j in zip(widths, js))
+    return total

@@ -231,3 +231,29 @@ def test_bad_inputs():
         regions.partition_through_points(big, torch.randn(3, 5), labels=["a"])
     with pytest.raises(ValueError, match="color_by"):
         regions.partition2d(m).plot(color_by="nope")
+
+
+def test_region_count_bounds_and_patterns():
+    """serra_bound reduces to the hyperplane-arrangement bound for one layer, bounds exact
+    counts from above, and activation_patterns agrees with the exact partition's patterns."""
+    from math import comb
+
+    assert regions.arrangement_bound(2, 20) == 1 + 20 + comb(20, 2)
+    assert regions.serra_bound(2, [20]) == regions.arrangement_bound(2, 20)
+    assert regions.serra_bound(3, [5, 5]) <= regions.arrangement_bound(3, 5) ** 2
+    for seed in range(3):
+        net = MLP(2, [6, 6], 1, init="he", bias_std=0.5, seed=seed)
+        P = regions.partition2d(net, bounds=(-3, 3, -3, 3))
+        assert P.num_regions <= regions.serra_bound(2, [6, 6])
+        pats = regions.activation_patterns(net, torch.tensor(P.centroids, dtype=torch.float32)).numpy()
+        np.testing.assert_array_equal(pats, P.patterns)
+
+
+def test_mlp_seed_makes_initialisation_reproducible():
+    a = MLP(2, [5, 5], 1, init="he", bias_std=0.3, seed=7)
+    torch.manual_seed(123)
+    b = MLP(2, [5, 5], 1, init="he", bias_std=0.3, seed=7)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    c = MLP(2, [5, 5], 1, seed=7)
+    assert c[0].weight.abs().max() <= 1 / 2**0.5 and not torch.equal(c[0].weight, a[0].weight)
