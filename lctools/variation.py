@@ -69,18 +69,18 @@ class TVBound:
     active neurons; every neuron for LeakyReLU) and ``A_l(x) = dN / d sigma(z_l)
     = W_{L+1} D_L W_L ... D_{l+1} W_{l+1}``:
 
-    ``tv``          ``||J_x N(x)||_F``, shape ``(N,)``;
-    ``lc_layer``    ``LC_l(x) = sum_i phi_s(z_{l,i}(x)) g_{l,i}(x)`` (noiseless plug-in, layer l);
-    ``eta``         ``eta_l(x) = max_{i in S_l(x)} |z_{l,i}(x)|`` (0 if ``S_l(x)`` is empty);
-    ``density_floor`` ``phi_s(eta_l(x))``, the smallest density value among active neurons
-                    (float64; it may underflow to 0 when ``eta_l(x) >> s``);
-    ``local_lip``   ``kappa_l(x) = max_{i in S_l(x)} ||A_l(x) e_i||`` (0 if ``S_l(x)`` is empty);
-    ``global_lip``  ``Lip_{>l} = prod_{k=l+1}^{L+1} ||W_k||_2``, shape ``(L,)``;
-    ``triangle``    ``sum_i sigma'(z_{l,i}) ||A_l(x) e_i|| g_{l,i}(x)``;
-    ``lc_ratio``    ``LC_l(x) / phi_s(eta_l(x)) = sum_i exp((eta_l^2 - z_{l,i}^2) / (2 s^2)) g_{l,i}``
-                    (computed in this form, float64; ``>= sum_{i in S_l} g_{l,i}``);
-    ``local_bound`` ``kappa_l(x) LC_l(x) / phi_s(eta_l(x))``;
-    ``global_bound`` ``Lip_{>l} LC_l(x) / phi_s(eta_l(x))``.
+    - ``tv``: ``||J_x N(x)||_F``, shape ``(N,)``;
+    - ``lc_layer``: ``LC_l(x) = sum_i phi_s(z_{l,i}(x)) g_{l,i}(x)`` (noiseless plug-in, layer l);
+    - ``eta``: ``eta_l(x) = max_{i in S_l(x)} |z_{l,i}(x)|`` (0 if ``S_l(x)`` is empty);
+    - ``density_floor``: ``phi_s(eta_l(x))``, the smallest density value among active neurons
+      (float64; it may underflow to 0 when ``eta_l(x) >> s``);
+    - ``local_lip``: ``kappa_l(x) = max_{i in S_l(x)} ||A_l(x) e_i||`` (0 if ``S_l(x)`` is empty);
+    - ``global_lip``: ``Lip_{>l} = prod_{k=l+1}^{L+1} ||W_k||_2``, shape ``(L,)``;
+    - ``triangle``: ``sum_i sigma'(z_{l,i}) ||A_l(x) e_i|| g_{l,i}(x)``;
+    - ``lc_ratio``: ``LC_l(x) / phi_s(eta_l(x)) = sum_i exp((eta_l^2 - z_{l,i}^2) / (2 s^2)) g_{l,i}``
+      (computed in this form, float64; ``>= sum_{i in S_l} g_{l,i}``);
+    - ``local_bound``: ``kappa_l(x) LC_l(x) / phi_s(eta_l(x))``;
+    - ``global_bound``: ``Lip_{>l} LC_l(x) / phi_s(eta_l(x))``.
 
     The chain of inequalities (see :func:`total_variation_bound`) is, for every ``x`` and ``l``,
     ``tv <= triangle <= local_bound <= global_bound``.  Per-point tensors have shape
