@@ -12,7 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))  # tools/sync_repo_url.py: reads _config.yml and _toc.yml
 
+import pytest  # noqa: E402
 import sync_repo_url  # noqa: E402
+import torch  # noqa: E402
 
 os.environ.setdefault("LCTOOLS_MODE", "quick")
 
@@ -24,3 +26,13 @@ def pytest_generate_tests(metafunc):
     if "book_page" in metafunc.fixturenames:
         pages = sync_repo_url.toc_pages(ROOT)
         metafunc.parametrize("book_page", pages, ids=[Path(p).name for p in pages])
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train faster on one thread (and do not fight other jobs for the cores).
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,13 +15,7 @@ CONFIG = {"model": {"widths": (8, 8)}, "lr": 1e-2, "steps": 20, "seed": np.int64
           "schedule": None, "flag": True, "name": "moons"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread (and do not fight other jobs for the cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -20,13 +20,7 @@ import lctools
 from lctools.rank import RankBound, local_rank_bound
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small problems: one thread is faster, and far faster on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_mlp(in_dim, widths, out_dim=2, seed=0, activation="relu", dtype=torch.float64):

@@ -103,26 +103,21 @@ def test_pieces_match_torch_func_and_chain_holds(widths, out_dim, activation, si
     assert s["bound"] <= min(s["bound_per_layer"]) * (1 + 1e-12)  # E min <= min E
 
 
-def test_bound_holds_on_briefly_trained_nets():
+def test_bound_holds_on_briefly_trained_nets(one_thread):
     """A float32 net trained on a 2D toy problem, at several points of training."""
     X, y = lctools.data.two_moons(256, seed=0)
     torch.manual_seed(0)
     net = lctools.MLP(2, [16, 16, 16], 2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny net: threads only add overhead (and contention on a busy machine)
-    try:
-        for steps in (0, 40, 120):
-            if steps:
-                lctools.training.train(net, X, y, steps=steps, lr=1e-2, weight_decay=0.01, batch_size=256,
-                                       progress=False, eval_steps=[])
-            for sigma in (0.1, 1.0):
-                b = total_variation_bound(net, X, sigma)
-                check_chain(b, rtol=1e-5)  # float32 pieces
-                J = vmap(jacrev(net))(X)
-                torch.testing.assert_close(b.tv, torch.linalg.matrix_norm(J), rtol=1e-4, atol=1e-5)
-        assert lctools.training.accuracy(net, X, y) > 0.8  # it did train
-    finally:
-        torch.set_num_threads(threads)
+    for steps in (0, 40, 120):
+        if steps:
+            lctools.training.train(net, X, y, steps=steps, lr=1e-2, weight_decay=0.01, batch_size=256,
+                                   progress=False, eval_steps=[])
+        for sigma in (0.1, 1.0):
+            b = total_variation_bound(net, X, sigma)
+            check_chain(b, rtol=1e-5)  # float32 pieces
+            J = vmap(jacrev(net))(X)
+            torch.testing.assert_close(b.tv, torch.linalg.matrix_norm(J), rtol=1e-4, atol=1e-5)
+    assert lctools.training.accuracy(net, X, y) > 0.8  # it did train
 
 
 def test_chunking_flatten_and_float32():
