@@ -79,3 +79,18 @@ def hidden_pass(
         if jacobians:
             d_prev = net.derivative(l, z)
         h = net.activation(l, z)
+
+
+def row_norms(T: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``||grad_x z_{l,i}||`` for every point and neuron, shape ``(N, n_l)``: the norms of ``T``
+    (N, r, n_l) over ``r`` (optionally computed in ``dtype``).  Layer 1's ``T`` is ``R``
+    expanded over the batch (``grad z_{1,i} = W_1[i]`` at every ``x``): its norms are taken once."""
+    if T.stride(0) == 0:
+        return row_norms(T[0].unsqueeze(0).to(dtype).contiguous()).expand(T.shape[0], -1)
+    T = T if dtype is None else T.to(dtype)
+    if T.shape[1] > 16:
+        return torch.linalg.vector_norm(T, dim=1)
+    total = T[:, 0, :].square()  # few input directions (e.g. 2D inputs): a short loop is fastest
+    for j in range(1, T.shape[1]):
+        total = total.addcmul(T[:, j, :], T[:, j, :])
+    return total.sqrt()

@@ -20,7 +20,7 @@ from typing import List, Optional
 import torch
 from tqdm.auto import tqdm
 
-from ._jacobian import DEFAULT_BUDGET, chunk_size, hidden_pass
+from ._jacobian import DEFAULT_BUDGET, chunk_size, hidden_pass, row_norms
 from ._network import check_inputs, chunks, parse_network
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -29,18 +29,6 @@ REDUCTIONS = ("mean", "sum", "none")
 def gaussian_density(t: torch.Tensor, s: float) -> torch.Tensor:
     """``phi_s(t) = exp(-t^2 / (2 s^2)) / (s sqrt(2 pi))``, the N(0, s^2) density."""
     return torch.exp(-0.5 * (t / s) ** 2) / (s * math.sqrt(2 * math.pi))
-
-
-def _row_norms(T: torch.Tensor) -> torch.Tensor:
-    """``||grad_x z_{l,i}||`` from the transposed reduced Jacobian ``T`` (N, r, n_l): norms over r."""
-    if T.stride(0) == 0:  # layer 1: grad z_{1,i} = W_1[i] at every x
-        return _row_norms(T[0].unsqueeze(0).contiguous()).expand(T.shape[0], -1)
-    if T.shape[1] > 16:
-        return torch.linalg.vector_norm(T, dim=1)
-    total = T[:, 0, :].square()  # few input directions (e.g. 2D inputs): a short loop is fastest
-    for j in range(1, T.shape[1]):
-        total = total.addcmul(T[:, j, :], T[:, j, :])
-    return total.sqrt()
 
 
 def _check_common(sigma: float, noise_draws: int, reduction: str) -> None:
@@ -88,7 +76,7 @@ def _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, pro
                 noise = [draw((xb.shape[0], n)) for n in net.widths]
             for l, z, T in hidden_pass(net, xb, noise):
                 zbar = z if noise is None else z - noise[l - 1]
-                gnorm = _row_norms(T)  # (n, n_l): ||grad_x z_{l,i}||
+                gnorm = row_norms(T)  # (n, n_l): ||grad_x z_{l,i}||
                 per_point[sl, l - 1] += (gaussian_density(zbar, sigma) * gnorm).sum(dim=1)
                 grad_sum[l - 1] += gnorm.sum(dim=0)
                 grad_max = torch.maximum(grad_max, gnorm.max())

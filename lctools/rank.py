@@ -22,8 +22,8 @@ from typing import List
 
 import torch
 
-from ._jacobian import DEFAULT_BUDGET, chunk_size, hidden_pass
-from .complexity import gaussian_density
+from ._jacobian import DEFAULT_BUDGET, chunk_size, hidden_pass, row_norms
+from .complexity import _check_common, gaussian_density
 from ._network import check_inputs, chunks, parse_network
 
 FEATURES = ("pre", "post")
@@ -57,11 +57,17 @@ def _positive_inertia(A: torch.Tensor) -> torch.Tensor:
     return count
 
 
+def _smaller_gram(M: torch.Tensor) -> torch.Tensor:
+    """The smaller of ``M M^T`` and ``M^T M`` for a batch ``M`` (B, m, n), in float64: its
+    eigenvalues are the squared singular values of ``M``."""
+    M = M.to(torch.float64)
+    return M @ M.transpose(-1, -2) if M.shape[-2] <= M.shape[-1] else M.transpose(-1, -2) @ M
+
+
 def count_singular_values_above(M: torch.Tensor, eps: float) -> torch.Tensor:
     """``#{ singular values of M[b] > eps }`` for a batch ``M`` of shape (B, m, n), via the
     inertia of ``G - eps^2 I`` with ``G`` the smaller Gram matrix of ``M`` (in float64)."""
-    M = M.to(torch.float64)
-    G = M @ M.transpose(-1, -2) if M.shape[-2] <= M.shape[-1] else M.transpose(-1, -2) @ M
+    G = _smaller_gram(M)
     eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
     return _positive_inertia(G - (eps**2) * eye)
 
@@ -251,8 +257,7 @@ def local_rank_bound(
     smaller Gram matrix of the reduced Jacobian (``_jacobian``; same singular values as
     ``J_l``), in float64; results are float64 tensors on the model's device.
     """
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma (the bias-noise scale s) must be a positive number, got {sigma!r}.")
+    _check_common(sigma, 0, "mean")
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise ValueError(f"eps (the singular-value threshold) must be a positive number, got {eps!r}.")
     net = parse_network(model)
@@ -267,19 +272,14 @@ def local_rank_bound(
 
     def spectrum(T: torch.Tensor) -> torch.Tensor:
         """Singular values (B, min(r, n_l)) of a batch of reduced Jacobians, via eigvalsh."""
-        T = T.to(torch.float64)
-        G = T @ T.transpose(-1, -2) if T.shape[-2] <= T.shape[-1] else T.transpose(-1, -2) @ T
-        return torch.linalg.eigvalsh(G).clamp_min(0).sqrt()
+        return torch.linalg.eigvalsh(_smaller_gram(T)).clamp_min(0).sqrt()
 
     for sl in chunks(N, chunk_size(net, budget)):
         for l, z, T in hidden_pass(net, x[sl]):
             B, i = z.shape[0], l - 1
-            if T.stride(0) == 0:  # layer 1: J_1 = W_1 at every x
-                gnorm = torch.linalg.vector_norm(T[0].to(torch.float64), dim=0).expand(B, -1)
-                sv = spectrum(T[:1]).expand(B, -1)
-            else:
-                gnorm = torch.linalg.vector_norm(T.to(torch.float64), dim=1)  # (B, n_l)
-                sv = spectrum(T)
+            gnorm = row_norms(T, torch.float64)  # (B, n_l)
+            # layer 1: J_1 = W_1 at every x, one spectrum for the batch
+            sv = spectrum(T[:1]).expand(B, -1) if T.stride(0) == 0 else spectrum(T)
             r = (sv > eps).sum(dim=1).to(torch.float64)
             s1 = sv.max(dim=1).values
             sums["lc"][i] += (gaussian_density(z.to(torch.float64), sigma) * gnorm).sum()

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ._jacobian import DEFAULT_BUDGET, chunk_size, hidden_pass
-from ._network import Network
-from ._network import check_inputs, chunks, parse_network
+from ._jacobian import DEFAULT_BUDGET, chunk_size, hidden_pass, row_norms
+from .complexity import _check_common, gaussian_density
+from ._network import Network, check_inputs, chunks, parse_network
 
 
 def _output_jacobian(net: Network, x: torch.Tensor) -> torch.Tensor:
@@ -148,8 +148,6 @@ def total_variation_bound(
     One forward pass (``hidden_pass``: pre-activations and neuron gradient norms) and one
     backward recursion ``A_{l-1} = (A_l D_l) W_l`` per chunk; returns a :class:`TVBound`.
     """
-    from .complexity import _check_common, gaussian_density
-
     _check_common(sigma, 0, "mean")
     net = parse_network(model)
     x = check_inputs(net, x)
@@ -166,10 +164,7 @@ def total_variation_bound(
         n = xb.shape[0]
         zs, gnorms, slopes = [], [], []
         for l, z, T in hidden_pass(net, xb):
-            if T.stride(0) == 0:  # layer 1: grad z_{1,i} = W_1[i] at every x
-                g = torch.linalg.vector_norm(T[0], dim=0).expand(n, -1)
-            else:
-                g = torch.linalg.vector_norm(T, dim=1)
+            g = row_norms(T)
             zs.append(z)
             gnorms.append(g)
             slopes.append(net.derivative(l, z))
