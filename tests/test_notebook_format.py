@@ -115,3 +115,15 @@ def test_colab_cell_is_noop_outside_colab():
 
     exec(python, {"get_ipython": lambda: FakeShell()})
     assert calls == []
+
+
+def test_links_to_its_assignment(notebook):
+    """The last section of every chapter names its assignment (which exists) and links to
+    the Instructor guide page of the book."""
+    nb = nbformat.read(notebook, as_version=4)
+    text = nb.cells[-1].source
+    assert text.startswith("## Assignment"), f"{notebook.name}: the last cell must be the '## Assignment' section"
+    assert "(instructor_guide.md)" in text
+    name = "ch{}_{}".format(int(notebook.stem[:2]), notebook.stem[3:])
+    assert f"`{name}`" in text and f"exercises/build.py {name}" in text
+    assert (ROOT / "exercises" / name / f"{name}.ipynb").is_file()
