@@ -27,6 +27,7 @@ test: env
 # Benchmarks (not part of the tests).
 bench: env
 	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_ensemble.py
 
 clean:
 	rm -rf _build

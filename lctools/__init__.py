@@ -5,7 +5,7 @@ ReLU Networks* (Patel & Montufar, 2025).  Notation follows the course (DESIGN se
 hidden pre-activations ``z_l = W_l sigma(z_{l-1}) + b_l``, output
 ``N(x) = W_{L+1} sigma(z_L) + b_{L+1}``.
 """
-from . import cache, course, data, regions, representation, robustness, training
+from . import cache, course, data, ensemble, regions, representation, robustness, training
 from .complexity import LCBound, gaussian_density, local_complexity, local_complexity_bound
 from .models import MLP, perturb_biases
 from .rank import RankBound, count_singular_values_above, local_rank, local_rank_bound
@@ -17,6 +17,7 @@ __all__ = [
     "cache",
     "course",
     "data",
+    "ensemble",
     "regions",
     "representation",
     "robustness",

@@ -44,7 +44,7 @@ from torch import nn
 
 from . import training
 
-__all__ = ["ResultsCache", "CacheWarning", "cached_train", "canonical"]
+__all__ = ["ResultsCache", "CacheWarning", "cached_train", "cached_train_ensemble", "canonical"]
 
 ENV = "LCTOOLS_CACHE"
 OFF = ("off", "false", "0", "no")
@@ -288,14 +288,15 @@ class ResultsCache:
         return sum((p / MANIFEST).is_file() for p in self._entries())
 
     def clear(self) -> int:
-        """Remove every entry (and leftover temporary directory) under the root; other files
-        there are left alone.  Returns the number of entries removed."""
+        """Remove every entry (and leftover temporary directory and training checkpoint) under
+        the root; other files there are left alone.  Returns the number of entries removed."""
         entries = self._entries()
         for p in entries:
             _remove(p)
         if self.root.is_dir():
             for p in self.root.glob(f"{_TMP}*"):
                 shutil.rmtree(p, ignore_errors=True)
+            shutil.rmtree(self.root / "checkpoints", ignore_errors=True)  # of unfinished ensemble runs
         return len(entries)
 
 
@@ -323,6 +324,19 @@ def _fingerprint(t: torch.Tensor) -> dict:
     arr = t.detach().cpu().contiguous()
     return {"dtype": str(arr.dtype), "shape": list(arr.shape),
             "sha256": _sha256(arr.reshape(-1).view(torch.uint8).numpy().tobytes()) if arr.numel() else ""}
+
+
+def _train_key(kind: str, config: Mapping, X, y, metric_names, train_kwargs: Mapping) -> dict:
+    """The cache configuration of a training run: the caller's ``config``, the training
+    arguments (but ``progress``, ``device`` and checkpoint settings), the metric names and a
+    fingerprint of the data."""
+    ignored = ("progress", "device", "checkpoint", "checkpoint_interval")
+    return {
+        kind: canonical(config),
+        "train": canonical({k: v for k, v in train_kwargs.items() if k not in ignored}, "train_kwargs"),
+        "metrics": list(metric_names),
+        "data": {"X": _fingerprint(X), "y": _fingerprint(y)},
+    }
 
 
 def cached_train(
@@ -354,13 +368,7 @@ def cached_train(
     if not isinstance(cache, ResultsCache):
         cache = ResultsCache(cache)
     metrics = dict(metrics or {})
-    full = {
-        "lctools.cached_train": canonical(config),
-        "train": canonical({k: v for k, v in train_kwargs.items() if k not in ("progress", "device")},
-                           "train_kwargs"),
-        "metrics": sorted(metrics),
-        "data": {"X": _fingerprint(X), "y": _fingerprint(y)},
-    }
+    full = _train_key("lctools.cached_train", config, X, y, sorted(metrics), train_kwargs)
     seed = int(train_kwargs.get("seed", 0))
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
@@ -380,3 +388,52 @@ def cached_train(
     history = training.train(model, X, y, metrics=metrics, **train_kwargs)
     result = cache.store(full, {"history": history.to_dict()}, state_dict=model.state_dict())
     return model, training.History.from_dict(result["history"])
+
+
+def cached_train_ensemble(
+    config: Mapping,
+    build_model: Callable[[], nn.Module],
+    seeds,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    metrics: Optional[Dict[str, Callable[[nn.Module], Any]]] = None,
+    batched_metrics: Optional[Dict[str, Callable[[Any], Any]]] = None,
+    cache: Union[ResultsCache, str, os.PathLike, None] = None,
+    checkpoint_interval: float = 60.0,
+    **train_kwargs,
+):
+    """Train-or-load an ensemble: members ``build_model()`` built under each seed of ``seeds``
+    (:meth:`lctools.ensemble.Ensemble.build`), trained by
+    :func:`lctools.ensemble.train_ensemble` with ``seeds=seeds``; the key is formed as in
+    :func:`cached_train`.
+
+    While training, the state is checkpointed to ``<cache root>/checkpoints/<key>.pt``
+    (every evaluation step and every ``checkpoint_interval`` seconds): a run that is killed
+    resumes from there when called again, and the checkpoint is deleted once the result is
+    stored.  With caching off nothing is written (and nothing resumes).
+
+    Returns ``(ensemble, histories)`` (one :class:`~lctools.training.History` per member).
+    """
+    from .ensemble import Ensemble, train_ensemble
+
+    if not isinstance(cache, ResultsCache):
+        cache = ResultsCache(cache)
+    seeds = [int(s) for s in seeds]
+    metric_names = sorted(dict(metrics or {})) + sorted(dict(batched_metrics or {}))
+    full = _train_key("lctools.cached_train_ensemble", config, X, y, metric_names, dict(train_kwargs, seeds=seeds))
+    ensemble = Ensemble.build(build_model, seeds)
+
+    hit = cache.load(full)
+    if hit is not None and hit[1] is not None:
+        ensemble.load_state_dict(hit[1], strict=True)
+        if train_kwargs.get("device") is not None:
+            ensemble.to(train_kwargs["device"])
+        return ensemble, [training.History.from_dict(h) for h in hit[0]["histories"]]
+
+    checkpoint = cache.root / "checkpoints" / f"{cache.key(full)}.pt" if cache.enabled else None
+    histories = train_ensemble(ensemble, X, y, metrics=metrics, batched_metrics=batched_metrics, seeds=seeds,
+                               checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, **train_kwargs)
+    result = cache.store(full, {"histories": [h.to_dict() for h in histories]}, state_dict=ensemble.state_dict())
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return ensemble, [training.History.from_dict(h) for h in result["histories"]]

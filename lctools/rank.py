@@ -36,7 +36,13 @@ def _positive_inertia(A: torch.Tensor) -> torch.Tensor:
     A 1x1 block contributes 1 if positive; a 2x2 block ``[[a, b], [b, c]]`` contributes 1 if
     its determinant is negative and 2 if it is positive with ``a > 0`` (0 otherwise).
     LAPACK marks a 2x2 block at ``(k, k+1)`` by negative ``ipiv[k] = ipiv[k+1]``.
+
+    CUDA batches are counted on the CPU: cuSOLVER factors the matrices one at a time and the
+    block scan below is a loop over ``k``, so on a GPU both are bound by kernel launches
+    (benchmarks/RESULTS.md has the H100 timings before and after this choice).
     """
+    if A.device.type != "cpu":
+        return _positive_inertia(A.cpu()).to(A.device)
     LD, pivots, _ = torch.linalg.ldl_factor_ex(A)
     k = A.shape[-1]
     d = LD.diagonal(dim1=-2, dim2=-1)

@@ -167,6 +167,41 @@ def _to_array(value, name: str) -> np.ndarray:
     return arr
 
 
+def _check_train_args(X, y, steps, lr, weight_decay, batch_size, optimizer, loss, schedule, metrics, eval_steps):
+    """Validate :func:`train`'s arguments (also used by :func:`lctools.ensemble.train_ensemble`,
+    where ``lr`` and ``weight_decay`` may be sequences); returns ``(metrics dict, eval steps)``."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}.")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}.")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}.")
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}.")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    if np.min(lr) < 0 or np.min(weight_decay) < 0:
+        raise ValueError(f"lr and weight_decay must be >= 0, got lr={lr}, weight_decay={weight_decay}.")
+    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise ValueError("X and y must be torch tensors.")
+    if len(X) != len(y):
+        raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}.")
+    if len(X) == 0:
+        raise ValueError("X is empty: give at least one training point.")
+    if loss == "cross_entropy" and (y.is_floating_point() or y.is_complex()):
+        raise ValueError("loss='cross_entropy' needs integer class labels y (int64); use loss='mse' for float targets.")
+    metrics = dict(metrics or {})
+    for name, fn in metrics.items():
+        if not callable(fn):
+            raise ValueError(f"metric {name!r} is not callable; metrics map names to functions of the model.")
+        if name in ("loss", "steps", "step"):
+            raise ValueError(f"metric name {name!r} is reserved.")
+    evals = log_steps(steps, 50) if eval_steps is None else np.unique(np.asarray(list(eval_steps), dtype=np.int64))
+    if len(evals) and (evals.min() < 0 or evals.max() > steps):
+        raise ValueError(f"eval_steps must lie in [0, steps={steps}], got {evals.min()}..{evals.max()}.")
+    return metrics, evals
+
+
 def train(
     model: nn.Module,
     X: torch.Tensor,
@@ -207,36 +242,9 @@ def train(
 
     The model and data are moved to ``device`` (default: the model's device).
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}.")
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}.")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}.")
-    if int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}.")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    if lr < 0 or weight_decay < 0:
-        raise ValueError(f"lr and weight_decay must be >= 0, got lr={lr}, weight_decay={weight_decay}.")
-    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise ValueError("X and y must be torch tensors.")
-    if len(X) != len(y):
-        raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}.")
-    if len(X) == 0:
-        raise ValueError("X is empty: give at least one training point.")
-    if loss == "cross_entropy" and (y.is_floating_point() or y.is_complex()):
-        raise ValueError("loss='cross_entropy' needs integer class labels y (int64); use loss='mse' for float targets.")
-    metrics = dict(metrics or {})
-    for name, fn in metrics.items():
-        if not callable(fn):
-            raise ValueError(f"metric {name!r} is not callable; metrics map names to functions of the model.")
-        if name in ("loss", "steps", "step"):
-            raise ValueError(f"metric name {name!r} is reserved.")
+    metrics, evals = _check_train_args(X, y, steps, lr, weight_decay, batch_size, optimizer, loss,
+                                      schedule, metrics, eval_steps)
     steps, batch_size = int(steps), int(batch_size)
-    evals = log_steps(steps, 50) if eval_steps is None else np.unique(np.asarray(list(eval_steps), dtype=np.int64))
-    if len(evals) and (evals.min() < 0 or evals.max() > steps):
-        raise ValueError(f"eval_steps must lie in [0, steps={steps}], got {evals.min()}..{evals.max()}.")
 
     device = torch.device(device) if device is not None else _model_device(model)
     model.to(device)

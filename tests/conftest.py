@@ -13,13 +13,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))  # tools/sync_repo_url.py: reads _config.yml and _toc.yml
 
 import pytest  # noqa: E402
-import sync_repo_url  # noqa: E402
 import torch  # noqa: E402
 
 os.environ.setdefault("LCTOOLS_MODE", "quick")
 
 
 def pytest_generate_tests(metafunc):
+    if not {"notebook", "book_page"} & set(metafunc.fixturenames):
+        return
+    import sync_repo_url  # only here: it needs the book's tools (nbformat), the package's tests do not
+
     if "notebook" in metafunc.fixturenames:
         notebooks = sync_repo_url.toc_notebooks(ROOT)
         metafunc.parametrize("notebook", notebooks, ids=[p.stem for p in notebooks])

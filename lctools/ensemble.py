@@ -1,0 +1,475 @@
+"""Ensembles: ``K`` networks of one shape trained as one batched computation.
+
+An :class:`Ensemble` holds the parameters of ``K`` MLPs stacked along a leading *member*
+axis, ``W_l`` of shape ``(K, n_l, n_{l-1})`` and ``b_l`` of shape ``(K, n_l)``.  Its forward
+pass is one batched matrix product per layer,
+
+    z_l^(k) = sigma(z_{l-1}^(k)) W_l^(k)T + b_l^(k)        for all members k at once,
+
+and :func:`train_ensemble` updates every member with one batched optimizer step.  Members
+may differ in their initialisation, their minibatch order (``seeds``), their learning rate
+and their weight decay: the seed and hyperparameter sweeps of the course (chapters 3 and 5)
+are one ensemble each.
+
+Member ``k`` follows exactly the update rule of :func:`lctools.training.train` with
+``seed=seeds[k]``, ``lr=lr[k]`` and ``weight_decay=weight_decay[k]`` (the same minibatches,
+the same AdamW/Adam/SGD step): an ensemble member *is* the network ``train`` would give,
+up to floating-point rounding (the tests check this).  Batched and separate matrix products
+round differently, and over long runs Adam amplifies such differences where a gradient is
+nearly zero (it rescales every coordinate to a step of size about ``lr``), so long runs agree
+in distribution, not digit for digit.
+
+Metrics are recorded for all members at every evaluation step.  ``batched_metrics`` are
+functions of the ensemble returning one value per member (e.g. :meth:`Ensemble.accuracy`);
+``metrics`` are functions of one network, evaluated on each member in turn through
+:meth:`Ensemble.member`, a view that shares the ensemble's storage (no copy), so every
+lctools function (local complexity, local rank, total variation, PGD) applies unchanged.
+
+A run can be *checkpointed* (``checkpoint=PATH``): the whole training state (parameters,
+optimizer moments, the minibatch generators and the metrics recorded so far) is written
+atomically at evaluation steps and at least every ``checkpoint_interval`` seconds, and a
+later call with the same arguments resumes from it and gives the same result as a run that
+was never interrupted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._network import parse_network
+from .training import History, _loss_fn, _to_array, _check_train_args
+
+__all__ = ["Ensemble", "train_ensemble"]
+
+Number = Union[int, float]
+
+
+class Ensemble(nn.Module):
+    """``K`` ReLU/LeakyReLU MLPs of one architecture, with parameters stacked along axis 0.
+
+    ``Ensemble(models)`` copies the parameters of the given networks (``lctools.MLP`` or any
+    ``nn.Sequential`` lctools supports; all of the same widths and activations).
+    :meth:`build` makes the members from a factory and a list of seeds.
+
+    Attributes
+    ----------
+    weights, biases : ``nn.ParameterList`` of ``W_l`` ``(K, n_l, n_{l-1})`` and ``b_l`` ``(K, n_l)``,
+        ``l = 1..L+1``.
+    slopes : negative slope of each hidden activation (0 for ReLU).
+    flatten : whether inputs are flattened first.
+    """
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        models = list(models)
+        if not models:
+            raise ValueError("an Ensemble needs at least one network.")
+        nets = [parse_network(m) for m in models]
+        first = nets[0]
+        shapes = [tuple(w.shape) for w in first.weights]
+        for k, net in enumerate(nets[1:], start=1):
+            if [tuple(w.shape) for w in net.weights] != shapes or net.slopes != first.slopes or net.flatten != first.flatten:
+                raise ValueError(
+                    f"member {k} differs from member 0 in shape or activation: every member of an "
+                    f"Ensemble must have the architecture {shapes} with slopes {first.slopes}."
+                )
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.stack([n.weights[l].detach() for n in nets]).clone()) for l in range(len(shapes))]
+        )
+        self.biases = nn.ParameterList(
+            [nn.Parameter(torch.stack([n.biases[l].detach() for n in nets]).clone()) for l in range(len(shapes))]
+        )
+        self.slopes = list(first.slopes)
+        self.flatten = bool(first.flatten)
+
+    @classmethod
+    def build(cls, factory: Callable[[], nn.Module], seeds: Sequence[int]) -> "Ensemble":
+        """Members ``factory()`` built with torch's RNG seeded by each of ``seeds`` (as
+        :func:`lctools.cache.cached_train` builds its model), the global RNG left alone."""
+        seeds = [int(s) for s in seeds]
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        models = []
+        with torch.random.fork_rng(devices=devices):
+            for s in seeds:
+                torch.manual_seed(s)
+                models.append(factory())
+        return cls(models)
+
+    def __len__(self) -> int:
+        return self.weights[0].shape[0]
+
+    @property
+    def size(self) -> int:
+        """The number of members ``K``."""
+        return len(self)
+
+    @property
+    def depth(self) -> int:
+        """Number of hidden layers ``L``."""
+        return len(self.slopes)
+
+    def _activation(self, l: int, z: torch.Tensor) -> torch.Tensor:
+        a = self.slopes[l]
+        return torch.relu(z) if a == 0.0 else F.leaky_relu(z, a)
+
+    def forward(self, x: torch.Tensor, per_member: bool = False) -> torch.Tensor:
+        """Outputs of every member, shape ``(K, N, out_dim)``.
+
+        ``x`` is one batch ``(N, n_0)`` given to all members, or with ``per_member=True`` one
+        batch per member, ``(K, N, n_0)`` (inputs are flattened first when the members
+        started with ``nn.Flatten``).
+        """
+        if self.flatten:
+            x = x.flatten(start_dim=2 if per_member else 1)
+        if per_member and (x.dim() != 3 or x.shape[0] != len(self)):
+            raise ValueError(f"per_member inputs must have shape (K={len(self)}, N, n_0), got {tuple(x.shape)}.")
+        h = x
+        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
+            if h.dim() == 3:
+                h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
+            else:  # the shared first-layer input
+                h = torch.matmul(h, W.transpose(1, 2)) + b.unsqueeze(1)
+            if l < self.depth:
+                h = self._activation(l, h)
+        return h
+
+    def member(self, k: int) -> nn.Sequential:
+        """Member ``k`` as an ``nn.Sequential`` whose parameters are *views* of the ensemble's
+        (no copy, no gradient): it follows later training of the ensemble.  Use
+        :meth:`to_models` for independent copies."""
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"member {k} out of range for an ensemble of {len(self)}.")
+        layers: List[nn.Module] = [nn.Flatten()] if self.flatten else []
+        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
+            lin = nn.Linear(W.shape[2], W.shape[1], device="meta")
+            lin.weight = nn.Parameter(W[k].detach(), requires_grad=False)
+            lin.bias = nn.Parameter(b[k].detach(), requires_grad=False)
+            layers.append(lin)
+            if l < self.depth:
+                layers.append(nn.ReLU() if self.slopes[l] == 0.0 else nn.LeakyReLU(self.slopes[l]))
+        return nn.Sequential(*layers).eval()
+
+    def members(self) -> List[nn.Sequential]:
+        """All members as views (see :meth:`member`)."""
+        return [self.member(k) for k in range(len(self))]
+
+    def to_models(self) -> List[nn.Sequential]:
+        """Independent copies of the members (trainable ``nn.Sequential`` networks)."""
+        models = []
+        for view in self.members():
+            for p in view.parameters():
+                p.data = p.data.clone()
+                p.requires_grad_(True)
+            models.append(view.train())
+        return models
+
+    @torch.no_grad()
+    def accuracy(self, X: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Fraction of points with ``argmax_j N^(k)(x)_j == y``, for every member: shape ``(K,)``."""
+        if len(X) != len(y):
+            raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}.")
+        if len(X) == 0:
+            raise ValueError("accuracy of an empty data set is undefined.")
+        device = self.weights[0].device
+        correct = torch.zeros(len(self), dtype=torch.long, device=device)
+        for start in range(0, len(X), batch_size):
+            out = self(X[start : start + batch_size].to(device))
+            correct += (out.argmax(dim=2) == y[start : start + batch_size].to(device)).sum(dim=1)
+        return correct.double().cpu() / len(X)
+
+
+def _per_member(value, K: int, name: str) -> np.ndarray:
+    arr = np.broadcast_to(np.asarray(value, dtype=float), (K,)) if np.ndim(value) == 0 else np.asarray(value, dtype=float)
+    if arr.shape != (K,):
+        raise ValueError(f"{name} must be a number or a sequence of {K} numbers (one per member), got {value!r}.")
+    return arr.copy()
+
+
+class _StackedOptimizer:
+    """AdamW, Adam or SGD over stacked parameters, with one learning rate and weight decay per
+    member.  The arithmetic is that of ``torch.optim``'s multi-tensor implementations
+    (``foreach``): with the same hyperparameters for all members the update of each member is
+    exactly ``torch.optim.AdamW``'s (Adam's, SGD's) update of that network.
+
+    AdamW, with ``g`` the gradient, ``t`` the step count and per-member ``eta``, ``lambda``:
+    ``p <- p (1 - eta lambda)``, ``m <- beta1 m + (1 - beta1) g``,
+    ``v <- beta2 v + (1 - beta2) g^2``,
+    ``p <- p - eta / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)``.
+    Adam adds ``lambda p`` to ``g`` instead (L2); SGD is ``p <- p - eta (g + lambda p)``.
+    """
+
+    def __init__(self, params: List[torch.Tensor], kind: str, lr: np.ndarray, weight_decay: np.ndarray,
+                 betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params, self.kind, self.betas, self.eps = params, kind, betas, eps
+        self.uniform = bool(np.all(lr == lr[0]) and np.all(weight_decay == weight_decay[0]))
+        self.lr, self.wd = lr, weight_decay
+        self.t = 0
+        self.m = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
+        self.v = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
+
+    def _member_factor(self, values: np.ndarray) -> List[torch.Tensor]:
+        """``values`` (K,) as one broadcastable tensor per parameter, in the parameter's dtype."""
+        out = []
+        for p in self.params:
+            t = torch.as_tensor(values, dtype=torch.float64, device=p.device).to(p.dtype)
+            out.append(t.view(-1, *([1] * (p.dim() - 1))))
+        return out
+
+    @torch.no_grad()
+    def step(self) -> None:
+        params, grads = self.params, [p.grad for p in self.params]
+        lr0, wd0 = float(self.lr[0]), float(self.wd[0])
+        self.t += 1
+        if self.kind == "sgd":
+            if self.uniform:
+                if wd0 != 0:
+                    grads = torch._foreach_add(grads, params, alpha=wd0)
+                torch._foreach_add_(params, grads, alpha=-lr0)
+            else:
+                grads = torch._foreach_add(grads, torch._foreach_mul(params, self._member_factor(self.wd)))
+                torch._foreach_sub_(params, torch._foreach_mul(grads, self._member_factor(self.lr)))
+            return
+        beta1, beta2 = self.betas
+        if self.kind == "adamw":
+            if self.uniform:
+                torch._foreach_mul_(params, 1 - lr0 * wd0)
+            else:
+                torch._foreach_mul_(params, self._member_factor(1 - self.lr * self.wd))
+        elif self.uniform and wd0 != 0:
+            grads = torch._foreach_add(grads, params, alpha=wd0)
+        elif not self.uniform:
+            grads = torch._foreach_add(grads, torch._foreach_mul(params, self._member_factor(self.wd)))
+        torch._foreach_lerp_(self.m, grads, 1 - beta1)
+        torch._foreach_mul_(self.v, beta2)
+        torch._foreach_addcmul_(self.v, grads, grads, 1 - beta2)
+        bias_correction1 = 1 - beta1**self.t
+        bias_correction2_sqrt = math.sqrt(1 - beta2**self.t)
+        denom = torch._foreach_sqrt(self.v)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, self.eps)
+        if self.uniform:
+            torch._foreach_addcdiv_(params, self.m, denom, -lr0 / bias_correction1)
+        else:
+            update = torch._foreach_div(self.m, denom)
+            torch._foreach_mul_(update, self._member_factor(self.lr / bias_correction1))
+            torch._foreach_sub_(params, update)
+
+    def state_dict(self) -> dict:
+        return {"t": self.t, "m": [m.detach().cpu() for m in self.m], "v": [v.detach().cpu() for v in self.v]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t = int(state["t"])
+        for dst, src in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
+            dst.copy_(src)
+
+
+def _fingerprint(**parts) -> str:
+    """sha256 of what determines a training run (checkpoints from another run are refused)."""
+    h = hashlib.sha256()
+    for key in sorted(parts):
+        value = parts[key]
+        h.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            arr = value.detach().cpu().contiguous()
+            h.update(str((tuple(arr.shape), str(arr.dtype))).encode())
+            h.update(arr.numpy().tobytes() if arr.dtype != torch.bfloat16 else arr.float().numpy().tobytes())
+        else:
+            h.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _save_atomic(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_ensemble(
+    ensemble: Ensemble,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    lr: Union[Number, Sequence[Number]] = 1e-3,
+    weight_decay: Union[Number, Sequence[Number]] = 0.0,
+    batch_size: int = 64,
+    optimizer: str = "adamw",
+    loss: str = "cross_entropy",
+    metrics: Optional[Dict[str, Callable[[nn.Module], object]]] = None,
+    batched_metrics: Optional[Dict[str, Callable[[Ensemble], object]]] = None,
+    eval_steps=None,
+    seeds: Optional[Sequence[int]] = None,
+    progress: bool = True,
+    device=None,
+    checkpoint: Union[str, os.PathLike, None] = None,
+    checkpoint_interval: float = 60.0,
+) -> List[History]:
+    """Train all members of ``ensemble`` in place for ``steps`` minibatch updates; return one
+    :class:`~lctools.training.History` per member.
+
+    Each member follows :func:`lctools.training.train`'s rule (see there for ``loss``,
+    ``optimizer``, ``batch_size`` and the step convention): member ``k`` draws its
+    minibatches from ``torch.Generator().manual_seed(seeds[k])`` (default ``seeds = 0..K-1``)
+    and is updated with learning rate ``lr[k]`` and weight decay ``weight_decay[k]`` (a
+    number applies to all members).
+
+    At every step of ``eval_steps`` (default ``log_steps(steps, 50)``) it records, in eval
+    mode and without gradients, each member's full-data training loss, ``metrics[name](net)``
+    for each member ``net`` (a view, :meth:`Ensemble.member`) and ``batched_metrics[name](ensemble)``
+    (one value, or a leading axis of ``K`` values, per member).
+
+    ``checkpoint``: a file where the training state is saved atomically at evaluation steps
+    and whenever ``checkpoint_interval`` seconds have passed since the last save.  If the
+    file exists when the call starts and belongs to the same run (same initial parameters,
+    data, settings and metric names), training resumes from it; the result equals that of an
+    uninterrupted run.  The file is left in place at the end (holding the final state).
+    """
+    if not isinstance(ensemble, Ensemble):
+        raise ValueError(f"ensemble must be an lctools.ensemble.Ensemble, got {type(ensemble).__name__}.")
+    K = len(ensemble)
+    metrics, evals = _check_train_args(X, y, steps, lr, weight_decay, batch_size, optimizer, loss,
+                                      None, metrics, eval_steps)
+    batched_metrics = dict(batched_metrics or {})
+    for name, fn in batched_metrics.items():
+        if not callable(fn) or name in metrics or name in ("loss", "steps", "step"):
+            raise ValueError(f"batched metric {name!r} must be callable, not reserved, and not also in metrics.")
+    lr_k, wd_k = _per_member(lr, K, "lr"), _per_member(weight_decay, K, "weight_decay")
+    seeds = list(range(K)) if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != K:
+        raise ValueError(f"seeds must hold one seed per member ({K}), got {len(seeds)}.")
+    if checkpoint_interval < 0:
+        raise ValueError(f"checkpoint_interval must be >= 0 seconds, got {checkpoint_interval!r}.")
+    steps, batch_size = int(steps), int(batch_size)
+
+    device = torch.device(device) if device is not None else ensemble.weights[0].device
+    ensemble.to(device)
+    X, y = X.to(device), y.to(device)
+    params = list(ensemble.parameters())
+    opt = _StackedOptimizer(params, optimizer, lr_k, wd_k)
+    loss_fn = _loss_fn(loss)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    n = len(X)
+    eval_set = set(int(s) for s in evals)
+    names = list(metrics) + list(batched_metrics)
+    recorded_loss: List[np.ndarray] = []  # each (K,)
+    recorded: Dict[str, List[np.ndarray]] = {name: [] for name in names}  # each (K, ...)
+    perm, pos, start_step = None, n, 0
+
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    fingerprint = None
+    if ckpt_path is not None:
+        fingerprint = _fingerprint(
+            params=torch.cat([p.detach().double().flatten() for p in params]), X=X, y=y,
+            settings=dict(steps=steps, lr=lr_k.tolist(), weight_decay=wd_k.tolist(), batch_size=batch_size,
+                          optimizer=optimizer, loss=loss, seeds=seeds, evals=sorted(eval_set), slopes=ensemble.slopes),
+            metrics=sorted(names),
+        )
+        if ckpt_path.exists():
+            try:
+                state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+                ok = state.get("fingerprint") == fingerprint
+            except Exception as exc:  # unreadable: start afresh
+                state, ok = None, False
+                warnings.warn(f"checkpoint {ckpt_path} could not be read ({exc}); starting afresh.")
+            if ok:
+                with torch.no_grad():
+                    for p, saved in zip(params, state["params"]):
+                        p.copy_(saved)
+                opt.load_state_dict(state["optimizer"])
+                for g, s in zip(gens, state["generators"]):
+                    g.set_state(s)
+                perm = None if state["perm"] is None else state["perm"].to(device)
+                pos, start_step = int(state["pos"]), int(state["step"])
+                recorded_loss = list(state["loss"])
+                recorded = {k: list(v) for k, v in state["metrics"].items()}
+                print(f"resumed from checkpoint {ckpt_path} at step {start_step} of {steps}", file=sys.stderr)
+            elif state is not None:
+                warnings.warn(f"checkpoint {ckpt_path} belongs to another run; starting afresh.")
+
+    def save(step: int) -> None:
+        _save_atomic(dict(
+            fingerprint=fingerprint, step=step, params=[p.detach().cpu() for p in params],
+            optimizer=opt.state_dict(), generators=[g.get_state() for g in gens],
+            perm=None if perm is None else perm.cpu(), pos=pos, loss=recorded_loss,
+            metrics=recorded,
+        ), ckpt_path)
+
+    def evaluate() -> None:
+        with torch.no_grad():
+            total = torch.zeros(K, dtype=torch.float64)
+            for start in range(0, n, 8192):
+                xb, yb = X[start : start + 8192], y[start : start + 8192]
+                out = ensemble(xb)
+                total += torch.stack([loss_fn(out[k], yb) for k in range(K)]).double().cpu() * len(xb)
+            recorded_loss.append((total / n).numpy())
+            views = ensemble.members() if metrics else []
+            for name, fn in metrics.items():
+                recorded[name].append(np.stack([_to_array(fn(view), name) for view in views]))
+            for name, fn in batched_metrics.items():
+                value = fn(ensemble)
+                value = value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, float)
+                if value.ndim == 0 or value.shape[0] != K or value.ndim > 2:
+                    raise ValueError(f"batched metric {name!r} must return K={K} values (shape (K,) or (K, k)), "
+                                     f"got shape {value.shape}.")
+                recorded[name].append(value)
+        for name in names:
+            if len(recorded[name]) > 1 and recorded[name][-1].shape != recorded[name][0].shape:
+                raise ValueError(f"metric {name!r} changed shape from {recorded[name][0].shape} "
+                                 f"to {recorded[name][-1].shape}.")
+
+    last_save = time.monotonic()
+    ensemble.train()
+    desc = f"train ensemble of {K}"
+    with tqdm(total=steps, initial=start_step, disable=not progress, desc=desc, leave=False) as bar:
+        if start_step == 0 and 0 in eval_set:
+            evaluate()
+        for step in range(start_step + 1, steps + 1):
+            if pos >= n:
+                perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+                pos = 0
+            idx = perm[:, pos : pos + batch_size]  # (K, b): each member's own minibatch
+            pos += batch_size
+            for p in params:
+                p.grad = None
+            out = ensemble(X[idx], per_member=True)  # (K, b, out)
+            b = idx.shape[1]
+            # sum over members of each member's mean loss: member k's gradient is its own
+            batch_loss = loss_fn(out.reshape(K * b, -1), y[idx].reshape(K * b, *y.shape[1:])) * K
+            batch_loss.backward()
+            opt.step()
+            bar.update(1)
+            if step in eval_set:
+                ensemble.eval()
+                evaluate()
+                ensemble.train()
+                bar.set_postfix(train_loss=f"{float(np.mean(recorded_loss[-1])):.4g}")
+            if ckpt_path is not None and (step in eval_set or time.monotonic() - last_save >= checkpoint_interval):
+                save(step)
+                last_save = time.monotonic()
+    if ckpt_path is not None and start_step == steps == 0 and 0 in eval_set:
+        save(0)
+
+    steps_arr = np.asarray(sorted(eval_set), dtype=np.int64)
+    losses = np.stack(recorded_loss) if recorded_loss else np.zeros((0, K))
+    stacked = {name: np.stack(v) if v else np.zeros((0, K)) for name, v in recorded.items()}
+    histories = []
+    for k in range(K):
+        config = dict(steps=steps, lr=float(lr_k[k]), weight_decay=float(wd_k[k]), batch_size=batch_size,
+                      optimizer=optimizer, loss=loss, seed=seeds[k], schedule=None, n_train=n, member=k,
+                      ensemble_size=K)
+        histories.append(History(steps=steps_arr, loss=losses[:, k],
+                                 metrics={name: v[:, k] for name, v in stacked.items()}, config=config))
+    return histories

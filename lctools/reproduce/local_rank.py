@@ -1,0 +1,103 @@
+"""Chapter 3: local rank collapses in deep layers, and local complexity falls with it.
+
+An ensemble of networks (one per seed) trained on a Gaussian mixture in ``R^100`` whose class
+structure lives in a ``k``-dimensional subspace; the local rank ``LR_l^eps`` of each layer's
+pre-activation features and the local complexity ``LC_l`` (plug-in, per layer) are recorded
+on a log-spaced schedule of steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import data
+from ..complexity import local_complexity
+from ..models import MLP
+from ..rank import local_rank
+from ..training import log_steps
+from . import FigureSpec, history_table, register, spearman, symlog_steps
+
+
+def compute(ctx) -> dict:
+    cfg = ctx.cfg
+    ds = data.gaussian_mixture(cfg.n_train, dim=cfg.dim, intrinsic_dim=cfg.k, num_classes=cfg.classes,
+                               seed=cfg.data_seed)
+    X, y = ds.X.to(ctx.device), ds.y.to(ctx.device)
+    x_eval = X[: cfg.n_eval]
+    metrics = {
+        "lc": lambda m: local_complexity(m, x_eval, cfg.sigma, noise_draws=0, per_layer=True),
+        "local_rank": lambda m: local_rank(m, x_eval, eps=cfg.eps),
+    }
+    seeds = list(range(cfg.data_seed, cfg.data_seed + cfg.seeds))
+    config = dict(vars(cfg), data="gaussian_mixture", model="lctools.MLP (PyTorch default init)")
+    _, hists = ctx.train_ensemble(
+        config, lambda: MLP(cfg.dim, cfg.widths, cfg.classes), seeds, X, y, metrics=metrics,
+        batched_metrics={"acc": lambda e: e.accuracy(X, y)}, steps=cfg.steps, lr=cfg.lr,
+        weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, optimizer="adamw", loss="mse",
+        eval_steps=log_steps(cfg.steps, cfg.num_evals))
+    R = np.stack([h["local_rank"] for h in hists])   # (seeds, E, L)
+    C = np.stack([h["lc"] for h in hists]).sum(2)    # (seeds, E)
+    late_r, late_c = [], []
+    for h, r, c in zip(hists, R, C):
+        fitted = np.flatnonzero(h["acc"] >= 0.9)
+        i0 = int(fitted[0]) if len(fitted) else len(c) - 1
+        late_r.append(r[i0:, -1])
+        late_c.append(c[i0:])
+    lr_r, lr_c = np.concatenate(late_r), np.concatenate(late_c)
+    summary = dict(
+        local_rank_init=R[:, 0].mean(0).tolist(), local_rank_end=R[:, -1].mean(0).tolist(),
+        lc_init=float(C[:, 0].mean()), lc_end=float(C[:, -1].mean()),
+        final_accuracy=[float(h["acc"][-1]) for h in hists],
+        late_phase_spearman=spearman(lr_r, lr_c) if len(lr_r) > 2 else None,
+        intrinsic_dim=cfg.k,
+    )
+    return dict(summary=summary, table=history_table(hists))
+
+
+def _by_member(rows, name):
+    members = sorted({r["member"] for r in rows})
+    steps = np.array(sorted({r["step"] for r in rows}))
+    keys = sorted((k for k in rows[0] if k == name or k.startswith(name + "_")), key=lambda k: (len(k), k))
+    arr = np.array([[[r[k] for k in keys] for r in rows if r["member"] == m] for m in members])
+    return steps, arr  # (members, E, L)
+
+
+def plot(result, cfg):
+    import matplotlib.pyplot as plt
+
+    steps, R = _by_member(result["table"], "local_rank")
+    _, C = _by_member(result["table"], "lc")
+    L = R.shape[2]
+    colors = plt.cm.viridis(np.linspace(0, 0.85, L))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for l in range(L):
+        for r in R:
+            ax1.plot(steps, r[:, l], color=colors[l], lw=0.6, alpha=0.4)
+        ax1.plot(steps, R[:, :, l].mean(0), color=colors[l], lw=2, label=f"layer {l + 1}")
+        ax2.plot(steps, C[:, :, l].mean(0), color=colors[l], lw=1.5, label=f"layer {l + 1}")
+    for c in C:
+        ax2.plot(steps, c.sum(1), color="k", lw=0.6, alpha=0.4)
+    ax2.plot(steps, C.sum(2).mean(0), color="k", lw=2.5, label="all layers")
+    ax1.axhline(cfg.k, color="tab:red", ls="--", lw=1.2, label=f"k = {cfg.k}")
+    ax1.set(yscale="log", ylabel=rf"local rank $\mathrm{{LR}}_l^\varepsilon$ ($\varepsilon$ = {cfg.eps})",
+            title=f"local rank of each layer's features ({len(R)} seeds)")
+    ax2.set(yscale="log", ylabel=rf"local complexity $\mathrm{{LC}}_l$ ($s$ = {cfg.sigma}, plug-in)",
+            title="local complexity")
+    for ax in (ax1, ax2):
+        symlog_steps(ax, int(steps[-1]))
+        ax.legend(fontsize=8, loc="lower left")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Gaussian mixture in R^{cfg.dim} with {cfg.k}-dim class structure; MLP "
+                 f"{len(cfg.widths)}x{cfg.widths[0]}, AdamW lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}",
+                 fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+register(FigureSpec(
+    name="local-rank", chapter=3, title="local rank and local complexity during training (synthetic data, seeds)",
+    quick=dict(n_train=1_000, dim=100, k=5, classes=6, data_seed=0, widths=[200] * 4, steps=1_500, lr=3e-3,
+               weight_decay=0.5, batch_size=64, seeds=3, n_eval=100, num_evals=24, sigma=0.1, eps=1e-2),
+    full=dict(n_train=1_000, dim=100, k=5, classes=6, data_seed=0, widths=[200] * 4, steps=50_000, lr=1e-3,
+              weight_decay=0.05, batch_size=64, seeds=6, n_eval=500, num_evals=60, sigma=0.1, eps=1e-2),
+    compute=compute, plot=plot,
+))
