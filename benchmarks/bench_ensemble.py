@@ -6,7 +6,8 @@ Network: MLP 784 -> 200 x 4 -> 10 (float32, PyTorch default init), K = 8 members
 
 - baseline: for k = 0..7, build member k under seed k and ``lctools.training.train`` it
   (``seed=k``) for ``--steps`` updates;
-- ensemble: ``Ensemble.build`` the same 8 members and ``train_ensemble`` them together.
+- ensemble: ``Ensemble.build`` the same 8 members and ``train_ensemble`` them together (on
+  CUDA with its default CUDA graph, and once more without it).
 
 Both evaluate the full-data loss at steps 0 and ``--steps`` only (no metrics), so the timings
 are training.  Prints the median wall times, the ratio, and the final training losses of
@@ -50,10 +51,10 @@ def sequential(X, y, steps, device):
     return nets
 
 
-def ensemble(X, y, steps, device):
+def ensemble(X, y, steps, device, cuda_graph=None):
     ens = Ensemble.build(factory, range(K)).to(device)
     train_ensemble(ens, X, y, steps, lr=1e-3, weight_decay=0.01, seeds=range(K), eval_steps=[0, steps],
-                   progress=False)
+                   progress=False, cuda_graph=cuda_graph)
     sync(device)
     return ens
 
@@ -82,12 +83,15 @@ def main():
     # warm-up (CUDA context, kernels, allocator), not timed
     sequential(X, y, 5, device)
     ensemble(X, y, 5, device)
-    t_seq, t_ens = [], []
+    t_seq, t_ens, t_eager = [], [], []
+    cuda = device.type == "cuda"
     for _ in range(args.repeats):
         dt, nets = timed(sequential, X, y, args.steps, device)
         t_seq.append(dt)
         dt, ens = timed(ensemble, X, y, args.steps, device)
         t_ens.append(dt)
+        if cuda:  # the ensemble without its CUDA graph, to see what each part contributes
+            t_eager.append(timed(ensemble, X, y, args.steps, device, False)[0])
     # The members follow the sequential runs' updates; batched and separate products round
     # differently and Adam amplifies that over long runs, so compare the trained networks' losses.
     with torch.no_grad():
@@ -101,6 +105,9 @@ def main():
     print(f"  {K} sequential runs: {seq:8.3f} s  ({1e3 * seq / (K * args.steps):.3f} ms per member-step)")
     print(f"  one ensemble:      {ens_t:8.3f} s  ({1e3 * ens_t / (K * args.steps):.3f} ms per member-step)")
     print(f"  ratio (sequential / ensemble): {seq / ens_t:.2f}x")
+    if cuda:
+        eager = statistics.median(t_eager)
+        print(f"  ensemble without CUDA graph: {eager:8.3f} s  (ratio {seq / eager:.2f}x)")
     print(f"  final training loss, mean over members: sequential {sum(loss_seq) / K:.4f}, ensemble "
           f"{sum(loss_ens) / K:.4f} (largest difference for one member {diff:.1e})")
     if args.json:

@@ -209,6 +209,11 @@ class _StackedOptimizer:
     ``v <- beta2 v + (1 - beta2) g^2``,
     ``p <- p - eta / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)``.
     Adam adds ``lambda p`` to ``g`` instead (L2); SGD is ``p <- p - eta (g + lambda p)``.
+
+    On CUDA the step is *capturable* (as ``torch.optim``'s ``capturable=True``): the step
+    count lives on the device and the per-member factors are made once, so the step can be
+    recorded in a CUDA graph; there it is one plain loop over the parameters (in a graph the
+    number of kernels costs nothing).
     """
 
     def __init__(self, params: List[torch.Tensor], kind: str, lr: np.ndarray, weight_decay: np.ndarray,
@@ -219,6 +224,11 @@ class _StackedOptimizer:
         self.t = 0
         self.m = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
         self.v = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
+        self.capturable = params[0].device.type == "cuda"
+        if self.capturable:
+            self.t_dev = torch.zeros((), dtype=torch.float32, device=params[0].device)
+            self.lr_t, self.wd_t = self._member_factor(lr), self._member_factor(weight_decay)
+            self.decay_t = self._member_factor(1 - lr * weight_decay)
 
     def _member_factor(self, values: np.ndarray) -> List[torch.Tensor]:
         """``values`` (K,) as one broadcastable tensor per parameter, in the parameter's dtype."""
@@ -229,7 +239,29 @@ class _StackedOptimizer:
         return out
 
     @torch.no_grad()
+    def _capturable_step(self) -> None:
+        beta1, beta2 = self.betas
+        self.t_dev.add_(1)
+        bias_correction1 = 1 - torch.pow(beta1, self.t_dev)
+        bias_correction2_sqrt = torch.sqrt(1 - torch.pow(beta2, self.t_dev))
+        for i, p in enumerate(self.params):
+            g, lr, wd = p.grad, self.lr_t[i], self.wd_t[i]
+            if self.kind == "sgd":
+                p.sub_(lr * (g + wd * p))
+                continue
+            if self.kind == "adamw":
+                p.mul_(self.decay_t[i])
+            else:
+                g = g + wd * p
+            self.m[i].lerp_(g, 1 - beta1)
+            self.v[i].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (self.v[i].sqrt() / bias_correction2_sqrt).add_(self.eps)
+            p.sub_((lr / bias_correction1) * self.m[i] / denom)
+
+    @torch.no_grad()
     def step(self) -> None:
+        if self.capturable:
+            return self._capturable_step()
         params, grads = self.params, [p.grad for p in self.params]
         lr0, wd0 = float(self.lr[0]), float(self.wd[0])
         self.t += 1
@@ -268,12 +300,29 @@ class _StackedOptimizer:
             torch._foreach_sub_(params, update)
 
     def state_dict(self) -> dict:
-        return {"t": self.t, "m": [m.detach().cpu() for m in self.m], "v": [v.detach().cpu() for v in self.v]}
+        t = int(self.t_dev.item()) if self.capturable else self.t
+        return {"t": t, "m": [m.detach().cpu() for m in self.m], "v": [v.detach().cpu() for v in self.v]}
 
     def load_state_dict(self, state: dict) -> None:
         self.t = int(state["t"])
+        if self.capturable:
+            self.t_dev.fill_(self.t)
         for dst, src in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
             dst.copy_(src)
+
+
+_GRAPH_WARMUP = 3  # eager steps before a CUDA graph is recorded
+
+
+def _capture(step_fn, idx: torch.Tensor):
+    """Record ``step_fn(static_idx)`` as a CUDA graph; returns ``(graph, static_idx)``.  Fill
+    ``static_idx`` and call ``graph.replay()`` to run one step."""
+    static_idx = idx.clone()
+    graph = torch.cuda.CUDAGraph()
+    torch.cuda.synchronize()
+    with torch.cuda.graph(graph):
+        step_fn(static_idx)
+    return graph, static_idx
 
 
 def _fingerprint(**parts) -> str:
@@ -316,6 +365,7 @@ def train_ensemble(
     device=None,
     checkpoint: Union[str, os.PathLike, None] = None,
     checkpoint_interval: float = 60.0,
+    cuda_graph: Optional[bool] = None,
 ) -> List[History]:
     """Train all members of ``ensemble`` in place for ``steps`` minibatch updates; return one
     :class:`~lctools.training.History` per member.
@@ -336,6 +386,11 @@ def train_ensemble(
     file exists when the call starts and belongs to the same run (same initial parameters,
     data, settings and metric names), training resumes from it; the result equals that of an
     uninterrupted run.  The file is left in place at the end (holding the final state).
+
+    ``cuda_graph`` (default: on when training on CUDA): after a few warm-up steps, record the
+    training step (minibatch gather, forward, loss, backward, optimizer step) as a CUDA graph
+    per minibatch size and replay it.  A small network's step is bound by kernel launches on a
+    GPU; a replay is one launch.  The arithmetic is that of the eager step.
     """
     if not isinstance(ensemble, Ensemble):
         raise ValueError(f"ensemble must be an lctools.ensemble.Ensemble, got {type(ensemble).__name__}.")
@@ -430,6 +485,22 @@ def train_ensemble(
                 raise ValueError(f"metric {name!r} changed shape from {recorded[name][0].shape} "
                                  f"to {recorded[name][-1].shape}.")
 
+    def train_step(idx, X, y):
+        for p in params:
+            p.grad = None
+        out = ensemble(X[idx], per_member=True)  # (K, b, out)
+        b = idx.shape[1]
+        # sum over members of each member's mean loss: member k's gradient is its own
+        loss_value = loss_fn(out.reshape(K * b, -1), y[idx].reshape(K * b, *y.shape[1:])) * K
+        loss_value.backward()
+        opt.step()
+
+    use_graph = device.type == "cuda" if cuda_graph is None else bool(cuda_graph)
+    if use_graph and device.type != "cuda":
+        raise ValueError("cuda_graph=True needs the ensemble and data on a CUDA device.")
+    graphs: dict = {}  # minibatch size -> (graph, its index buffer)
+    warm, side = 0, torch.cuda.Stream(device) if use_graph else None
+
     last_save = time.monotonic()
     ensemble.train()
     desc = f"train ensemble of {K}"
@@ -442,14 +513,20 @@ def train_ensemble(
                 pos = 0
             idx = perm[:, pos : pos + batch_size]  # (K, b): each member's own minibatch
             pos += batch_size
-            for p in params:
-                p.grad = None
-            out = ensemble(X[idx], per_member=True)  # (K, b, out)
-            b = idx.shape[1]
-            # sum over members of each member's mean loss: member k's gradient is its own
-            batch_loss = loss_fn(out.reshape(K * b, -1), y[idx].reshape(K * b, *y.shape[1:])) * K
-            batch_loss.backward()
-            opt.step()
+            if use_graph and warm >= _GRAPH_WARMUP:
+                b = idx.shape[1]
+                if b not in graphs:  # records the step without running it
+                    graphs[b] = _capture(lambda i: train_step(i, X, y), idx)
+                graphs[b][1].copy_(idx)
+                graphs[b][0].replay()
+            elif use_graph:  # warm-up steps, on a side stream as capture requires
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    train_step(idx, X, y)
+                torch.cuda.current_stream().wait_stream(side)
+                warm += 1
+            else:
+                train_step(idx, X, y)
             bar.update(1)
             if step in eval_set:
                 ensemble.eval()

@@ -208,3 +208,42 @@ def test_cuda_ensemble_matches_cpu():
     for hc, hg in zip(h_cpu, h_gpu):
         np.testing.assert_allclose(hg.loss, hc.loss, rtol=1e-4)
         np.testing.assert_allclose(hg["lc"], hc["lc"], rtol=1e-3)
+
+
+def test_cuda_graph_needs_cuda():
+    with pytest.raises(ValueError, match="cuda_graph=True needs"):
+        train_ensemble(Ensemble.build(factory, [0]), X, Y, 3, cuda_graph=True, progress=False)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_replays_the_eager_step(tmp_path):
+    """Replayed CUDA graphs (one per minibatch size: 300 = 9 x 32 + 12) give the eager result,
+    and a checkpointed graphed run resumes."""
+    kw = dict(lr=[1e-2, 3e-3], weight_decay=[0.1, 0.0], seeds=[0, 1], batch_size=32, eval_steps=[0, 30, 60],
+              progress=False, batched_metrics={"acc": lambda e: e.accuracy(X, Y)})
+    Xc, Yc = X.cuda(), Y.cuda()
+    eager, graphed = Ensemble.build(factory, [0, 1]).cuda(), Ensemble.build(factory, [0, 1]).cuda()
+    h_e = train_ensemble(eager, Xc, Yc, 60, cuda_graph=False, **kw)
+    h_g = train_ensemble(graphed, Xc, Yc, 60, cuda_graph=True, **kw)
+    for a, b in zip(eager.parameters(), graphed.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    for he, hg in zip(h_e, h_g):
+        np.testing.assert_allclose(hg.loss, he.loss, rtol=1e-5)
+    # resume a graphed run from its step-30 checkpoint
+    path = tmp_path / "run.pt"
+    calls = {"n": 0}
+
+    def stop(model):
+        calls["n"] += 1
+        if calls["n"] == 5:  # steps 0, 30 for two members, then the first call at step 60
+            raise Interrupt
+        return 0.0
+
+    with pytest.raises(Interrupt):
+        train_ensemble(Ensemble.build(factory, [0, 1]).cuda(), Xc, Yc, 60, metrics={"m": stop}, checkpoint=path, **kw)
+    resumed = Ensemble.build(factory, [0, 1]).cuda()
+    h_r = train_ensemble(resumed, Xc, Yc, 60, metrics={"m": stop}, checkpoint=path, **kw)
+    for a, b in zip(graphed.parameters(), resumed.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h_r[0].loss, h_g[0].loss, rtol=1e-5)
