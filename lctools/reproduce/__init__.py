@@ -134,6 +134,16 @@ def history_table(histories) -> List[dict]:
     return rows
 
 
+def member_series(rows: Sequence[Mapping[str, Any]], name: str):
+    """Invert :func:`history_table` for one metric: ``(steps, values)`` with ``values`` of shape
+    ``(members, E)`` for a scalar metric or ``(members, E, k)`` for a vector one."""
+    members = sorted({r["member"] for r in rows})
+    steps = np.array(sorted({r["step"] for r in rows}))
+    keys = sorted((k for k in rows[0] if k == name or k.startswith(name + "_")), key=lambda k: (len(k), k))
+    values = np.array([[[r[k] for k in keys] for r in rows if r["member"] == m] for m in members])
+    return steps, values if len(keys) > 1 else values[..., 0]
+
+
 def spearman(a, b) -> float:
     """Spearman rank correlation of two 1-d arrays (no ties correction)."""
     ra, rb = (np.argsort(np.argsort(np.asarray(v))).astype(float) for v in (a, b))

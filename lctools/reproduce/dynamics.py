@@ -17,7 +17,7 @@ from ..models import MLP
 from ..rank import local_rank
 from ..training import log_steps
 from ..variation import total_variation
-from . import FigureSpec, history_table, register, symlog_steps
+from . import FigureSpec, history_table, member_series, register, symlog_steps
 
 QUICK = dict(
     n_train=1_000, n_test=1_000, widths=[64] * 4, init_scale=4.0, lr=3e-3, weight_decay=0.3, batch_size=64,
@@ -91,14 +91,6 @@ def compute(ctx) -> dict:
     return dict(summary=_summary(hists, name), table=history_table(hists))
 
 
-def _series(rows, name):
-    members = sorted({r["member"] for r in rows})
-    steps = np.array(sorted({r["step"] for r in rows}))
-    keys = sorted((k for k in rows[0] if k == name or k.startswith(name + "_")), key=lambda k: (len(k), k))
-    arr = np.array([[[r[k] for k in keys] for r in rows if r["member"] == m] for m in members])
-    return steps, arr if len(keys) > 1 else arr[..., 0]
-
-
 def _saturation(result):
     return float(np.mean([p["saturation_step"] for p in result["summary"]["per_seed"]]))
 
@@ -118,9 +110,9 @@ def plot_robustness(result, cfg):
     import matplotlib.pyplot as plt
 
     rows = result["table"]
-    steps, tr = _series(rows, "train_acc")
-    te, pgd, tv = (_series(rows, k)[1] for k in ("test_acc", "pgd_acc", "tv"))
-    lc = _series(rows, "lc")[1].sum(-1)
+    steps, tr = member_series(rows, "train_acc")
+    te, pgd, tv = (member_series(rows, k)[1] for k in ("test_acc", "pgd_acc", "tv"))
+    lc = member_series(rows, "lc")[1].sum(-1)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), sharex=True)
     _band(ax1, steps, tr, color="C0", label="train accuracy")
     _band(ax1, steps, te, color="C1", label="test accuracy")
@@ -134,7 +126,7 @@ def plot_robustness(result, cfg):
         ax.axvline(_saturation(result), color="0.5", ls=":", lw=1.2, label="train accuracy reaches 0.99")
         symlog_steps(ax, int(steps[-1]))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", loc="lower left")
+        ax.legend(fontsize="small", loc="upper left" if ax is ax1 else "lower left")
     fig.suptitle(_title(cfg, result), fontsize="medium")
     fig.tight_layout()
     return fig
@@ -144,8 +136,8 @@ def plot_dynamics(result, cfg):
     import matplotlib.pyplot as plt
 
     rows = result["table"]
-    steps, tr = _series(rows, "train_acc")
-    te, pgd, tv, lc, lr = (_series(rows, k)[1] for k in ("test_acc", "pgd_acc", "tv", "lc", "local_rank"))
+    steps, tr = member_series(rows, "train_acc")
+    te, pgd, tv, lc, lr = (member_series(rows, k)[1] for k in ("test_acc", "pgd_acc", "tv", "lc", "local_rank"))
     L = lc.shape[-1]
     colors = plt.cm.viridis(np.linspace(0, 0.85, L))
     fig, axes = plt.subplots(4, 1, figsize=(8, 12), sharex=True)
@@ -167,7 +159,7 @@ def plot_dynamics(result, cfg):
         ax.axvline(_saturation(result), color="0.5", ls=":", lw=1.2)
         ax.axvline(1 / (cfg.lr * cfg.weight_decay), color="C5", ls="--", lw=1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", loc="lower left", ncol=5)
+        ax.legend(fontsize="small", loc="upper left" if ax is axes[0] else "lower left", ncol=5)
         if ax is not axes[0]:
             ax.set_ylim(bottom=0)
         symlog_steps(ax, int(steps[-1]))

@@ -14,7 +14,7 @@ from ..complexity import local_complexity
 from ..models import MLP
 from ..rank import local_rank
 from ..training import log_steps
-from . import FigureSpec, history_table, register, spearman, symlog_steps
+from . import FigureSpec, history_table, member_series, register, spearman, symlog_steps
 
 
 def compute(ctx) -> dict:
@@ -53,19 +53,11 @@ def compute(ctx) -> dict:
     return dict(summary=summary, table=history_table(hists))
 
 
-def _by_member(rows, name):
-    members = sorted({r["member"] for r in rows})
-    steps = np.array(sorted({r["step"] for r in rows}))
-    keys = sorted((k for k in rows[0] if k == name or k.startswith(name + "_")), key=lambda k: (len(k), k))
-    arr = np.array([[[r[k] for k in keys] for r in rows if r["member"] == m] for m in members])
-    return steps, arr  # (members, E, L)
-
-
 def plot(result, cfg):
     import matplotlib.pyplot as plt
 
-    steps, R = _by_member(result["table"], "local_rank")
-    _, C = _by_member(result["table"], "lc")
+    steps, R = member_series(result["table"], "local_rank")
+    _, C = member_series(result["table"], "lc")
     L = R.shape[2]
     colors = plt.cm.viridis(np.linspace(0, 0.85, L))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
