@@ -192,6 +192,7 @@ def test_dtype_float64_and_plot_smoke():
     plt.close(ax.figure)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_model_matches_cpu():
     m = _mlp([16, 16], seed=8)

@@ -150,3 +150,15 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     again = _cli(*args, "--out", str(out), env={"LCTOOLS_CACHE": str(cache)}, timeout=600)
     assert again.returncode == 0 and "resumed" not in again.stderr
     assert json.loads((out / "local-rank.json").read_text())["compute_seconds"] < 10
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_figures_on_cuda(tmp_path):
+    small = {"weight-decay": dict(steps=200, lambdas=[0.1, 1.0], seeds=2, n_box=2000),
+             "lc-estimate": dict(sigmas=[0.1, 0.3], exact_draws=8, n_points=2000)}
+    for name, overrides in small.items():
+        paths = reproduce.run(name, device="cuda", out=tmp_path, overrides=overrides, progress=False,
+                              cache=tmp_path / "cache")
+        meta = json.loads(paths["json"].read_text())
+        assert meta["device"].startswith("cuda") and paths["png"].is_file()

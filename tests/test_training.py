@@ -127,3 +127,17 @@ def test_bad_arguments(moons):
             train(m, **args)
     with pytest.raises(ValueError):
         accuracy(m, X, y[:3])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_train_on_cuda_matches_cpu(moons):
+    X, y = moons
+    runs = {}
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        net = MLP(2, [16, 16], 2)
+        runs[device] = train(net, X, y, 50, lr=1e-2, eval_steps=[0, 25, 50], progress=False, device=device,
+                             metrics={"acc": lambda m: accuracy(m, X, y)})
+        assert next(net.parameters()).device.type == device
+    np.testing.assert_allclose(runs["cuda"].loss, runs["cpu"].loss, rtol=1e-3)
