@@ -340,6 +340,22 @@ def _fingerprint(**parts) -> str:
     return h.hexdigest()
 
 
+def _load_checkpoint(path: Path, fingerprint: str) -> Optional[dict]:
+    """The checkpoint at ``path`` if it exists and belongs to the run ``fingerprint``; else
+    ``None`` (with a warning when a file is there but unusable)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # unreadable (e.g. truncated by hand): start afresh
+        warnings.warn(f"checkpoint {path} could not be read ({exc}); starting afresh.")
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        warnings.warn(f"checkpoint {path} belongs to another run; starting afresh.")
+        return None
+    return state
+
+
 def _save_atomic(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -432,27 +448,19 @@ def train_ensemble(
                           optimizer=optimizer, loss=loss, seeds=seeds, evals=sorted(eval_set), slopes=ensemble.slopes),
             metrics=sorted(names),
         )
-        if ckpt_path.exists():
-            try:
-                state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-                ok = state.get("fingerprint") == fingerprint
-            except Exception as exc:  # unreadable: start afresh
-                state, ok = None, False
-                warnings.warn(f"checkpoint {ckpt_path} could not be read ({exc}); starting afresh.")
-            if ok:
-                with torch.no_grad():
-                    for p, saved in zip(params, state["params"]):
-                        p.copy_(saved)
-                opt.load_state_dict(state["optimizer"])
-                for g, s in zip(gens, state["generators"]):
-                    g.set_state(s)
-                perm = None if state["perm"] is None else state["perm"].to(device)
-                pos, start_step = int(state["pos"]), int(state["step"])
-                recorded_loss = list(state["loss"])
-                recorded = {k: list(v) for k, v in state["metrics"].items()}
-                print(f"resumed from checkpoint {ckpt_path} at step {start_step} of {steps}", file=sys.stderr)
-            elif state is not None:
-                warnings.warn(f"checkpoint {ckpt_path} belongs to another run; starting afresh.")
+        state = _load_checkpoint(ckpt_path, fingerprint)
+        if state is not None:
+            with torch.no_grad():
+                for p, saved in zip(params, state["params"]):
+                    p.copy_(saved)
+            opt.load_state_dict(state["optimizer"])
+            for g, s in zip(gens, state["generators"]):
+                g.set_state(s)
+            perm = None if state["perm"] is None else state["perm"].to(device)
+            pos, start_step = int(state["pos"]), int(state["step"])
+            recorded_loss = list(state["loss"])
+            recorded = {k: list(v) for k, v in state["metrics"].items()}
+            print(f"resumed from checkpoint {ckpt_path} at step {start_step} of {steps}", file=sys.stderr)
 
     def save(step: int) -> None:
         _save_atomic(dict(
