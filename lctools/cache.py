@@ -425,10 +425,15 @@ def cached_train_ensemble(
 
     hit = cache.load(full)
     if hit is not None and hit[1] is not None:
-        ensemble.load_state_dict(hit[1], strict=True)
-        if train_kwargs.get("device") is not None:
-            ensemble.to(train_kwargs["device"])
-        return ensemble, [training.History.from_dict(h) for h in hit[0]["histories"]]
+        try:
+            ensemble.load_state_dict(hit[1], strict=True)
+        except RuntimeError as exc:  # stored by an lctools with another parameter layout
+            warnings.warn(f"cache entry {cache.key(full)[:12]} does not fit this Ensemble ({exc}); retraining.",
+                          CacheWarning)
+        else:
+            if train_kwargs.get("device") is not None:
+                ensemble.to(train_kwargs["device"])
+            return ensemble, [training.History.from_dict(h) for h in hit[0]["histories"]]
 
     checkpoint = cache.root / "checkpoints" / f"{cache.key(full)}.pt" if cache.enabled else None
     histories = train_ensemble(ensemble, X, y, metrics=metrics, batched_metrics=batched_metrics, seeds=seeds,

@@ -66,8 +66,10 @@ class Ensemble(nn.Module):
 
     Attributes
     ----------
-    weights, biases : ``nn.ParameterList`` of ``W_l`` ``(K, n_l, n_{l-1})`` and ``b_l`` ``(K, n_l)``,
-        ``l = 1..L+1``.
+    weights_t, biases : ``nn.ParameterList`` of ``W_l^T`` ``(K, n_{l-1}, n_l)`` (stored transposed:
+        the forward pass multiplies by ``W_l^T`` and its gradient comes out contiguous) and
+        ``b_l`` ``(K, n_l)``, ``l = 1..L+1``.
+    weights : views ``W_l`` of shape ``(K, n_l, n_{l-1})``, as in ``nn.Linear``.
     slopes : negative slope of each hidden activation (0 for ReLU).
     flatten : whether inputs are flattened first.
     """
@@ -86,8 +88,8 @@ class Ensemble(nn.Module):
                     f"member {k} differs from member 0 in shape or activation: every member of an "
                     f"Ensemble must have the architecture {shapes} with slopes {first.slopes}."
                 )
-        self.weights = nn.ParameterList(
-            [nn.Parameter(torch.stack([n.weights[l].detach() for n in nets]).clone()) for l in range(len(shapes))]
+        self.weights_t = nn.ParameterList(
+            [nn.Parameter(torch.stack([n.weights[l].detach().T for n in nets]).contiguous()) for l in range(len(shapes))]
         )
         self.biases = nn.ParameterList(
             [nn.Parameter(torch.stack([n.biases[l].detach() for n in nets]).clone()) for l in range(len(shapes))]
@@ -109,7 +111,12 @@ class Ensemble(nn.Module):
         return cls(models)
 
     def __len__(self) -> int:
-        return self.weights[0].shape[0]
+        return self.weights_t[0].shape[0]
+
+    @property
+    def weights(self) -> List[torch.Tensor]:
+        """``W_l`` of shape ``(K, n_l, n_{l-1})`` for ``l = 1..L+1`` (views of ``weights_t``)."""
+        return [w.transpose(1, 2) for w in self.weights_t]
 
     @property
     def size(self) -> int:
@@ -137,11 +144,11 @@ class Ensemble(nn.Module):
         if per_member and (x.dim() != 3 or x.shape[0] != len(self)):
             raise ValueError(f"per_member inputs must have shape (K={len(self)}, N, n_0), got {tuple(x.shape)}.")
         h = x
-        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
+        for l, (Wt, b) in enumerate(zip(self.weights_t, self.biases)):
             if h.dim() == 3:
-                h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
+                h = torch.baddbmm(b.unsqueeze(1), h, Wt)
             else:  # the shared first-layer input
-                h = torch.matmul(h, W.transpose(1, 2)) + b.unsqueeze(1)
+                h = torch.matmul(h, Wt) + b.unsqueeze(1)
             if l < self.depth:
                 h = self._activation(l, h)
         return h
@@ -171,7 +178,7 @@ class Ensemble(nn.Module):
         models = []
         for view in self.members():
             for p in view.parameters():
-                p.data = p.data.clone()
+                p.data = p.data.clone(memory_format=torch.contiguous_format)
                 p.requires_grad_(True)
             models.append(view.train())
         return models
@@ -183,7 +190,7 @@ class Ensemble(nn.Module):
             raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}.")
         if len(X) == 0:
             raise ValueError("accuracy of an empty data set is undefined.")
-        device = self.weights[0].device
+        device = self.weights_t[0].device
         correct = torch.zeros(len(self), dtype=torch.long, device=device)
         for start in range(0, len(X), batch_size):
             out = self(X[start : start + batch_size].to(device))
@@ -210,6 +217,10 @@ class _StackedOptimizer:
     ``p <- p - eta / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)``.
     Adam adds ``lambda p`` to ``g`` instead (L2); SGD is ``p <- p - eta (g + lambda p)``.
 
+    On the CPU, with one learning rate and weight decay for all members, AdamW and Adam use
+    torch's fused kernel (what ``torch.optim.AdamW(fused=True)`` runs: one pass over memory
+    instead of one per operation), when this torch has it; it rounds slightly differently.
+
     On CUDA the step is *capturable* (as ``torch.optim``'s ``capturable=True``): the step
     count lives on the device and the per-member factors are made once, so the step can be
     recorded in a CUDA graph; there it is one plain loop over the parameters (in a graph the
@@ -225,6 +236,10 @@ class _StackedOptimizer:
         self.m = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
         self.v = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
         self.capturable = params[0].device.type == "cuda"
+        self.fused = None
+        if self.uniform and kind in ("adamw", "adam") and not self.capturable:
+            self.fused = _fused_kernel(kind, params[0].device)
+            self.t_tensor = torch.zeros((), dtype=torch.float32, device=params[0].device)
         if self.capturable:
             self.t_dev = torch.zeros((), dtype=torch.float32, device=params[0].device)
             self.lr_t, self.wd_t = self._member_factor(lr), self._member_factor(weight_decay)
@@ -275,6 +290,11 @@ class _StackedOptimizer:
                 torch._foreach_sub_(params, torch._foreach_mul(grads, self._member_factor(self.lr)))
             return
         beta1, beta2 = self.betas
+        if self.fused is not None:  # one pass over memory, as torch.optim's fused=True
+            self.t_tensor.fill_(self.t)
+            self.fused(params, grads, self.m, self.v, [], [self.t_tensor] * len(params), lr=lr0, beta1=beta1,
+                       beta2=beta2, weight_decay=wd0, eps=self.eps, amsgrad=False, maximize=False)
+            return
         if self.kind == "adamw":
             if self.uniform:
                 torch._foreach_mul_(params, 1 - lr0 * wd0)
@@ -309,6 +329,21 @@ class _StackedOptimizer:
             self.t_dev.fill_(self.t)
         for dst, src in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
             dst.copy_(src)
+
+
+def _fused_kernel(kind: str, device: torch.device):
+    """torch's fused AdamW/Adam kernel if it runs on ``device`` in this torch version, else None."""
+    fn = getattr(torch, "_fused_adamw_" if kind == "adamw" else "_fused_adam_", None)
+    if fn is None:
+        return None
+    try:
+        z = [torch.zeros(2, device=device)]
+        fn([torch.zeros(2, device=device)], [torch.ones(2, device=device)], z, [torch.zeros(2, device=device)], [],
+           [torch.ones((), device=device)], lr=0.1, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
+           amsgrad=False, maximize=False)
+    except (RuntimeError, TypeError, NotImplementedError):
+        return None
+    return fn
 
 
 _GRAPH_WARMUP = 3  # eager steps before a CUDA graph is recorded
@@ -425,7 +460,7 @@ def train_ensemble(
         raise ValueError(f"checkpoint_interval must be >= 0 seconds, got {checkpoint_interval!r}.")
     steps, batch_size = int(steps), int(batch_size)
 
-    device = torch.device(device) if device is not None else ensemble.weights[0].device
+    device = torch.device(device) if device is not None else ensemble.weights_t[0].device
     ensemble.to(device)
     X, y = X.to(device), y.to(device)
     params = list(ensemble.parameters())
