@@ -28,12 +28,13 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
+    by_chapter = sorted(FIGURES, key=lambda name: (FIGURES[name].chapter, name))
     if args.list:
         width = max(len(n) for n in FIGURES)
-        for name, spec in FIGURES.items():
-            print(f"{name:<{width}}  chapter {spec.chapter}  {spec.title}")
+        for name in by_chapter:
+            print(f"{name:<{width}}  chapter {FIGURES[name].chapter}  {FIGURES[name].title}")
         return 0
-    names = list(FIGURES) if args.figures == ["all"] else args.figures
+    names = by_chapter if args.figures == ["all"] else args.figures
     if not names:
         parser.error("name at least one figure (or 'all'); --list shows them")
     unknown = [n for n in names if n not in FIGURES]

@@ -7,7 +7,6 @@ length per unit area (regioncam) are plotted against ``lambda``.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
