@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from . import training
+from .models import build_seeded
 
 __all__ = ["ResultsCache", "CacheWarning", "cached_train", "cached_train_ensemble", "canonical"]
 
@@ -369,11 +370,7 @@ def cached_train(
         cache = ResultsCache(cache)
     metrics = dict(metrics or {})
     full = _train_key("lctools.cached_train", config, X, y, sorted(metrics), train_kwargs)
-    seed = int(train_kwargs.get("seed", 0))
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        model = build_model()
+    model = build_seeded(build_model, int(train_kwargs.get("seed", 0)))
     if not isinstance(model, nn.Module):
         raise ValueError(f"build_model() must return a torch.nn.Module, got {type(model).__name__}.")
 

@@ -33,8 +33,6 @@ was never interrupted.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import sys
@@ -50,6 +48,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._network import parse_network
+from .cache import _dumps, _fingerprint as _tensor_fingerprint, _sha256, canonical
+from .models import build_seeded
 from .training import History, _loss_fn, _to_array, _check_train_args
 
 __all__ = ["Ensemble", "train_ensemble"]
@@ -101,14 +101,7 @@ class Ensemble(nn.Module):
     def build(cls, factory: Callable[[], nn.Module], seeds: Sequence[int]) -> "Ensemble":
         """Members ``factory()`` built with torch's RNG seeded by each of ``seeds`` (as
         :func:`lctools.cache.cached_train` builds its model), the global RNG left alone."""
-        seeds = [int(s) for s in seeds]
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        models = []
-        with torch.random.fork_rng(devices=devices):
-            for s in seeds:
-                torch.manual_seed(s)
-                models.append(factory())
-        return cls(models)
+        return cls([build_seeded(factory, s) for s in seeds])
 
     def __len__(self) -> int:
         return self.weights_t[0].shape[0]
@@ -236,14 +229,15 @@ class _StackedOptimizer:
         self.m = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
         self.v = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
         self.capturable = params[0].device.type == "cuda"
+        # the per-member factors that do not change from step to step, made once
+        self.lr_t, self.wd_t = self._member_factor(lr), self._member_factor(weight_decay)
+        self.decay_t = self._member_factor(1 - lr * weight_decay)
         self.fused = None
         if self.uniform and kind in ("adamw", "adam") and not self.capturable:
             self.fused = _fused_kernel(kind, params[0].device)
             self.t_tensor = torch.zeros((), dtype=torch.float32, device=params[0].device)
         if self.capturable:
             self.t_dev = torch.zeros((), dtype=torch.float32, device=params[0].device)
-            self.lr_t, self.wd_t = self._member_factor(lr), self._member_factor(weight_decay)
-            self.decay_t = self._member_factor(1 - lr * weight_decay)
 
     def _member_factor(self, values: np.ndarray) -> List[torch.Tensor]:
         """``values`` (K,) as one broadcastable tensor per parameter, in the parameter's dtype."""
@@ -286,8 +280,8 @@ class _StackedOptimizer:
                     grads = torch._foreach_add(grads, params, alpha=wd0)
                 torch._foreach_add_(params, grads, alpha=-lr0)
             else:
-                grads = torch._foreach_add(grads, torch._foreach_mul(params, self._member_factor(self.wd)))
-                torch._foreach_sub_(params, torch._foreach_mul(grads, self._member_factor(self.lr)))
+                grads = torch._foreach_add(grads, torch._foreach_mul(params, self.wd_t))
+                torch._foreach_sub_(params, torch._foreach_mul(grads, self.lr_t))
             return
         beta1, beta2 = self.betas
         if self.fused is not None:  # one pass over memory, as torch.optim's fused=True
@@ -299,11 +293,11 @@ class _StackedOptimizer:
             if self.uniform:
                 torch._foreach_mul_(params, 1 - lr0 * wd0)
             else:
-                torch._foreach_mul_(params, self._member_factor(1 - self.lr * self.wd))
+                torch._foreach_mul_(params, self.decay_t)
         elif self.uniform and wd0 != 0:
             grads = torch._foreach_add(grads, params, alpha=wd0)
         elif not self.uniform:
-            grads = torch._foreach_add(grads, torch._foreach_mul(params, self._member_factor(self.wd)))
+            grads = torch._foreach_add(grads, torch._foreach_mul(params, self.wd_t))
         torch._foreach_lerp_(self.m, grads, 1 - beta1)
         torch._foreach_mul_(self.v, beta2)
         torch._foreach_addcmul_(self.v, grads, grads, 1 - beta2)
@@ -360,19 +354,11 @@ def _capture(step_fn, idx: torch.Tensor):
     return graph, static_idx
 
 
-def _fingerprint(**parts) -> str:
-    """sha256 of what determines a training run (checkpoints from another run are refused)."""
-    h = hashlib.sha256()
-    for key in sorted(parts):
-        value = parts[key]
-        h.update(key.encode())
-        if isinstance(value, torch.Tensor):
-            arr = value.detach().cpu().contiguous()
-            h.update(str((tuple(arr.shape), str(arr.dtype))).encode())
-            h.update(arr.numpy().tobytes() if arr.dtype != torch.bfloat16 else arr.float().numpy().tobytes())
-        else:
-            h.update(json.dumps(value, sort_keys=True, default=str).encode())
-    return h.hexdigest()
+def _fingerprint(tensors: Dict[str, torch.Tensor], settings: dict) -> str:
+    """sha256 of what determines a training run (checkpoints from another run are refused):
+    the cache's fingerprints of ``tensors`` and the canonical JSON of ``settings``."""
+    return _sha256(_dumps({"tensors": {k: _tensor_fingerprint(t) for k, t in tensors.items()},
+                           "settings": canonical(settings, "settings")}))
 
 
 def _load_checkpoint(path: Path, fingerprint: str) -> Optional[dict]:
@@ -478,10 +464,9 @@ def train_ensemble(
     fingerprint = None
     if ckpt_path is not None:
         fingerprint = _fingerprint(
-            params=torch.cat([p.detach().double().flatten() for p in params]), X=X, y=y,
-            settings=dict(steps=steps, lr=lr_k.tolist(), weight_decay=wd_k.tolist(), batch_size=batch_size,
-                          optimizer=optimizer, loss=loss, seeds=seeds, evals=sorted(eval_set), slopes=ensemble.slopes),
-            metrics=sorted(names),
+            dict(params=torch.cat([p.detach().double().flatten() for p in params]), X=X, y=y),
+            dict(steps=steps, lr=lr_k.tolist(), weight_decay=wd_k.tolist(), batch_size=batch_size, optimizer=optimizer,
+                 loss=loss, seeds=seeds, evals=sorted(eval_set), slopes=ensemble.slopes, metrics=sorted(names)),
         )
         state = _load_checkpoint(ckpt_path, fingerprint)
         if state is not None:

@@ -97,6 +97,16 @@ class MLP(nn.Sequential):
         return [m for m in self if isinstance(m, nn.Linear)][:-1]
 
 
+def build_seeded(factory, seed: int) -> nn.Module:
+    """``factory()`` called with torch's RNG seeded by ``seed``, inside ``torch.random.fork_rng``
+    (the global RNG state, CUDA's included, is left alone): the initial model is a function of
+    the seed."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        return factory()
+
+
 def perturb_biases(model: nn.Module, sigma: float, generator: torch.Generator | None = None) -> nn.Module:
     """A copy of ``model`` whose hidden biases carry Gaussian noise: ``b_l <- b_l + eps_l``,
     ``eps_l ~ N(0, sigma^2 I)`` for ``l = 1..L`` (the output bias is left alone).

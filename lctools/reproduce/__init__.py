@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import numpy as np
 import torch
 
+from .. import __version__
 from ..cache import ResultsCache, cached_train_ensemble
 from ..course import MODES, settings
 
@@ -225,7 +226,7 @@ def run(
         figure=name, chapter=spec.chapter, title=spec.title, mode=mode, device=str(device),
         device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         settings=vars(cfg), summary=result["summary"], compute_seconds=round(seconds, 2),
-        lctools=__import__("lctools").__version__, torch=torch.__version__,
+        lctools=__version__, torch=torch.__version__,
     )
     paths["json"].write_text(json.dumps(_jsonable(meta), indent=1, sort_keys=True) + "\n")
     return paths
