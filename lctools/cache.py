@@ -332,9 +332,17 @@ def _train_key(kind: str, config: Mapping, X, y, metric_names, train_kwargs: Map
     arguments (but ``progress``, ``device`` and checkpoint settings), the metric names and a
     fingerprint of the data."""
     ignored = ("progress", "device", "checkpoint", "checkpoint_interval")
+    kwargs = {k: v for k, v in train_kwargs.items() if k not in ignored}
+    if "decay_biases" in kwargs:  # the default (True) keeps the keys of runs made before it existed
+        if not isinstance(kwargs["decay_biases"], (bool, np.bool_)):
+            raise ValueError(f"decay_biases must be True or False, got {kwargs['decay_biases']!r}.")
+        if kwargs["decay_biases"]:
+            del kwargs["decay_biases"]
+        else:
+            kwargs["decay_biases"] = False
     return {
         kind: canonical(config),
-        "train": canonical({k: v for k, v in train_kwargs.items() if k not in ignored}, "train_kwargs"),
+        "train": canonical(kwargs, "train_kwargs"),
         "metrics": list(metric_names),
         "data": {"X": _fingerprint(X), "y": _fingerprint(y)},
     }

@@ -325,6 +325,34 @@ class _StackedOptimizer:
             dst.copy_(src)
 
 
+class _GroupedOptimizer:
+    """Two :class:`_StackedOptimizer` stepping together: the weights with the members' weight
+    decay and the biases with none (``decay_biases=False``, as ``torch.optim`` parameter
+    groups).  Each keeps its own moments and step count; both count the same steps."""
+
+    def __init__(self, groups):
+        self.parts = groups
+
+    def step(self) -> None:
+        for part in self.parts:
+            part.step()
+
+    def state_dict(self) -> dict:
+        return {"groups": [part.state_dict() for part in self.parts]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for part, saved in zip(self.parts, state["groups"]):
+            part.load_state_dict(saved)
+
+
+def _make_optimizer(ensemble: "Ensemble", kind: str, lr: np.ndarray, weight_decay: np.ndarray,
+                    decay_biases: bool):
+    if decay_biases:
+        return _StackedOptimizer(list(ensemble.parameters()), kind, lr, weight_decay)
+    return _GroupedOptimizer([_StackedOptimizer(list(ensemble.weights_t), kind, lr, weight_decay),
+                              _StackedOptimizer(list(ensemble.biases), kind, lr, np.zeros_like(weight_decay))])
+
+
 def _fused_kernel(kind: str, device: torch.device):
     """torch's fused AdamW/Adam kernel if it runs on ``device`` in this torch version, else None."""
     fn = getattr(torch, "_fused_adamw_" if kind == "adamw" else "_fused_adam_", None)
@@ -403,6 +431,7 @@ def train_ensemble(
     checkpoint: Union[str, os.PathLike, None] = None,
     checkpoint_interval: float = 60.0,
     cuda_graph: Optional[bool] = None,
+    decay_biases: bool = True,
 ) -> List[History]:
     """Train all members of ``ensemble`` in place for ``steps`` minibatch updates; return one
     :class:`~lctools.training.History` per member.
@@ -411,7 +440,8 @@ def train_ensemble(
     ``optimizer``, ``batch_size`` and the step convention): member ``k`` draws its
     minibatches from ``torch.Generator().manual_seed(seeds[k])`` (default ``seeds = 0..K-1``)
     and is updated with learning rate ``lr[k]`` and weight decay ``weight_decay[k]`` (a
-    number applies to all members).
+    number applies to all members).  ``decay_biases=False`` applies the weight decay to the
+    weights only (the paper's setting), as :func:`lctools.training.train` does.
 
     At every step of ``eval_steps`` (default ``log_steps(steps, 50)``) it records, in eval
     mode and without gradients, each member's full-data training loss, ``metrics[name](net)``
@@ -450,7 +480,7 @@ def train_ensemble(
     ensemble.to(device)
     X, y = X.to(device), y.to(device)
     params = list(ensemble.parameters())
-    opt = _StackedOptimizer(params, optimizer, lr_k, wd_k)
+    opt = _make_optimizer(ensemble, optimizer, lr_k, wd_k, bool(decay_biases))
     loss_fn = _loss_fn(loss)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     n = len(X)
@@ -466,7 +496,8 @@ def train_ensemble(
         fingerprint = _fingerprint(
             dict(params=torch.cat([p.detach().double().flatten() for p in params]), X=X, y=y),
             dict(steps=steps, lr=lr_k.tolist(), weight_decay=wd_k.tolist(), batch_size=batch_size, optimizer=optimizer,
-                 loss=loss, seeds=seeds, evals=sorted(eval_set), slopes=ensemble.slopes, metrics=sorted(names)),
+                 loss=loss, seeds=seeds, evals=sorted(eval_set), slopes=ensemble.slopes, metrics=sorted(names),
+                 **({} if decay_biases else {"decay_biases": False})),
         )
         state = _load_checkpoint(ckpt_path, fingerprint)
         if state is not None:
@@ -574,7 +605,7 @@ def train_ensemble(
     for k in range(K):
         config = dict(steps=steps, lr=float(lr_k[k]), weight_decay=float(wd_k[k]), batch_size=batch_size,
                       optimizer=optimizer, loss=loss, seed=seeds[k], schedule=None, n_train=n, member=k,
-                      ensemble_size=K)
+                      ensemble_size=K, decay_biases=bool(decay_biases))
         histories.append(History(steps=steps_arr, loss=losses[:, k],
                                  metrics={name: v[:, k] for name, v in stacked.items()}, config=config))
     return histories

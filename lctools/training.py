@@ -146,6 +146,26 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / len(X)
 
 
+def is_bias(name: str) -> bool:
+    """Whether the parameter called ``name`` (as in ``model.named_parameters()``) is a bias:
+    its last component is ``bias`` (``nn.Linear``) or it sits in a list called ``biases``
+    (:class:`lctools.ensemble.Ensemble`)."""
+    parts = name.split(".")
+    return parts[-1] == "bias" or (len(parts) > 1 and parts[-2] == "biases")
+
+
+def decay_groups(model: nn.Module, weight_decay: float, decay_biases: bool = True) -> list:
+    """Optimizer parameter groups: every trainable parameter with ``weight_decay``, or, with
+    ``decay_biases=False``, the weights with ``weight_decay`` and the biases (:func:`is_bias`)
+    with none.  Empty groups are left out."""
+    named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+    if decay_biases:
+        return [{"params": [p for _, p in named], "weight_decay": weight_decay}]
+    groups = [{"params": [p for k, p in named if not is_bias(k)], "weight_decay": weight_decay},
+              {"params": [p for k, p in named if is_bias(k)], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 def _loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name == "cross_entropy":
         return F.cross_entropy
@@ -218,6 +238,7 @@ def train(
     schedule: Optional[str] = None,
     progress: bool = True,
     device=None,
+    decay_biases: bool = True,
 ) -> History:
     """Train ``model`` in place for ``steps`` minibatch updates and record a :class:`History`.
 
@@ -228,6 +249,8 @@ def train(
     step of ``optimizer`` (``"adamw"``, ``"adam"`` or ``"sgd"``) with learning rate ``lr``
     and weight decay ``weight_decay`` (decoupled for AdamW, L2 for Adam/SGD).
     ``schedule="cosine"`` anneals the learning rate to 0 over ``steps``.
+    ``decay_biases=False`` applies the weight decay to the weights only (parameters whose
+    name does not end in ``bias``), the paper's setting; the default decays every parameter.
 
     At every step in ``eval_steps`` (default ``log_steps(steps, 50)``; 0 is the
     initialisation, before any update) it records, under ``torch.no_grad()`` and in eval
@@ -249,9 +272,8 @@ def train(
     device = torch.device(device) if device is not None else _model_device(model)
     model.to(device)
     X, y = X.to(device), y.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
     opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
-    opt = opt_cls(params, lr=lr, weight_decay=weight_decay)
+    opt = opt_cls(decay_groups(model, weight_decay, decay_biases), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1)) if schedule == "cosine" else None
     loss_fn = _loss_fn(loss)
     gen = torch.Generator().manual_seed(int(seed))
@@ -306,7 +328,7 @@ def train(
 
     config = dict(
         steps=steps, lr=lr, weight_decay=weight_decay, batch_size=batch_size, optimizer=optimizer,
-        loss=loss, seed=int(seed), schedule=schedule, n_train=n,
+        loss=loss, seed=int(seed), schedule=schedule, n_train=n, decay_biases=bool(decay_biases),
     )
     return History(
         steps=np.asarray(sorted(eval_set), dtype=np.int64),
