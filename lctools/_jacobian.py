@@ -81,16 +81,24 @@ def hidden_pass(
         h = net.activation(l, z)
 
 
-def row_norms(T: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+def _sqrt(total: torch.Tensor, differentiable: bool) -> torch.Tensor:
+    """``sqrt(total)``; with ``differentiable`` its gradient is 0 (not NaN) where ``total = 0``."""
+    if not differentiable:
+        return total.sqrt()
+    positive = total > 0
+    return torch.where(positive, torch.where(positive, total, torch.ones_like(total)).sqrt(), torch.zeros_like(total))
+
+
+def row_norms(T: torch.Tensor, dtype: Optional[torch.dtype] = None, differentiable: bool = False) -> torch.Tensor:
     """``||grad_x z_{l,i}||`` for every point and neuron, shape ``(N, n_l)``: the norms of ``T``
     (N, r, n_l) over ``r`` (optionally computed in ``dtype``).  Layer 1's ``T`` is ``R``
     expanded over the batch (``grad z_{1,i} = W_1[i]`` at every ``x``): its norms are taken once."""
     if T.stride(0) == 0:
-        return row_norms(T[0].unsqueeze(0).to(dtype).contiguous()).expand(T.shape[0], -1)
+        return row_norms(T[0].unsqueeze(0).to(dtype).contiguous(), None, differentiable).expand(T.shape[0], -1)
     T = T if dtype is None else T.to(dtype)
-    if T.shape[1] > 16:
+    if T.shape[1] > 16:  # (its gradient at a zero row is 0)
         return torch.linalg.vector_norm(T, dim=1)
     total = T[:, 0, :].square()  # few input directions (e.g. 2D inputs): a short loop is fastest
     for j in range(1, T.shape[1]):
         total = total.addcmul(T[:, j, :], T[:, j, :])
-    return total.sqrt()
+    return _sqrt(total, differentiable)

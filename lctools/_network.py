@@ -21,6 +21,8 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
+from .validation import check_finite, check_slope, compute_dtype
+
 SUPPORTED = (
     "an nn.Sequential of nn.Linear layers with nn.ReLU or nn.LeakyReLU between them "
     "(optionally starting with nn.Flatten), or lctools.MLP"
@@ -86,22 +88,68 @@ def _describe(module: nn.Module) -> str:
     return module.__class__.__name__
 
 
+_PLAIN_FORWARD = {nn.Sequential: nn.Sequential.forward, nn.Linear: nn.Linear.forward, nn.ReLU: nn.ReLU.forward,
+                  nn.LeakyReLU: nn.LeakyReLU.forward, nn.Flatten: nn.Flatten.forward}
+
+
+def _check_plain(module: nn.Module, base: type, what: str) -> None:
+    """Refuse what lctools cannot see: a subclass of ``base`` with its own ``forward``, or forward
+    hooks (lctools reads the weights, it never calls the model, so it would silently compute
+    the plain stack's numbers)."""
+    if type(module).forward is not _PLAIN_FORWARD[base]:
+        raise ValueError(
+            f"{what} ({type(module).__name__}) overrides forward(); lctools reads the layers and never calls "
+            f"forward, so it would measure the plain stack, not your function. lctools supports {SUPPORTED}, "
+            "with no custom forward."
+        )
+    hooks = [name for name in ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs")
+             if getattr(module, name, None)]
+    if hooks:
+        raise ValueError(
+            f"{what} ({type(module).__name__}) has forward hooks; lctools reads the layers and never calls "
+            "forward, so it cannot honour them. Remove the hooks (handle.remove()) first."
+        )
+
+
+def _check_global_hooks() -> None:
+    from torch.nn.modules import module as _m
+
+    if getattr(_m, "_global_forward_hooks", None) or getattr(_m, "_global_forward_pre_hooks", None):
+        raise ValueError(
+            "global forward hooks are registered (torch.nn.modules.module.register_module_forward_hook); "
+            "lctools never calls forward and cannot honour them. Remove them first."
+        )
+
+
 def parse_network(model: nn.Module) -> Network:
     """Read ``model`` into a :class:`Network`, or raise ``ValueError`` saying what is wrong.
 
     The weights are the model's own parameters (no copy), so results follow the model's
-    device and dtype, and gradients flow back to it where a caller wants them.
+    device and dtype, and gradients flow back to it where a caller wants them.  Parameters
+    in float16 or bfloat16 are read as float32 copies (their linear algebra is missing or
+    too coarse), so every computation runs, in float32.
+
+    Refused with a ``ValueError``: anything but ``lctools.MLP`` or a plain ``nn.Sequential``
+    of supported layers; subclasses with their own ``forward`` and modules with forward hooks
+    (lctools never calls ``forward``, so it could not see what they do); LeakyReLU slopes
+    outside ``[0, 1)`` (:func:`lctools.validation.check_slope`); layers of width 0; NaN or
+    infinite parameters; layers on different devices or in different dtypes.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}; lctools supports {SUPPORTED}.")
     if isinstance(model, nn.Sequential):
+        _check_plain(model, nn.Sequential, "the model")
         layers: Sequence[nn.Module] = list(model)
     else:
         raise ValueError(
             f"unsupported model type {type(model).__name__}; lctools supports {SUPPORTED}."
         )
+    _check_global_hooks()
     flatten = False
     if layers and isinstance(layers[0], nn.Flatten):
+        _check_plain(layers[0], nn.Flatten, "layer 0")
+        if (layers[0].start_dim, layers[0].end_dim) != (1, -1):
+            raise ValueError("a leading nn.Flatten must flatten all but the batch axis (start_dim=1, end_dim=-1).")
         flatten = True
         layers = layers[1:]
     if not layers:
@@ -116,6 +164,10 @@ def parse_network(model: nn.Module) -> Network:
                     f"layer {pos} ({_describe(layer)}) is not supported here: expected nn.Linear. "
                     f"lctools supports {SUPPORTED}."
                 )
+            _check_plain(layer, nn.Linear, f"layer {pos}")
+            if layer.in_features == 0 or layer.out_features == 0:
+                raise ValueError(f"layer {pos} (nn.Linear({layer.in_features}, {layer.out_features})) has width 0; "
+                                 "every layer needs at least one input and one output.")
             weights.append(layer.weight)
             b = layer.bias if layer.bias is not None else torch.zeros(
                 layer.out_features, dtype=layer.weight.dtype, device=layer.weight.device
@@ -123,9 +175,11 @@ def parse_network(model: nn.Module) -> Network:
             biases.append(b)
         else:
             if isinstance(layer, nn.ReLU):
+                _check_plain(layer, nn.ReLU, f"layer {pos}")
                 slopes.append(0.0)
             elif isinstance(layer, nn.LeakyReLU):
-                slopes.append(float(layer.negative_slope))
+                _check_plain(layer, nn.LeakyReLU, f"layer {pos}")
+                slopes.append(check_slope(layer.negative_slope, f"layer {pos}: negative_slope"))
             else:
                 raise ValueError(
                     f"layer {pos} ({_describe(layer)}) is not a supported activation: only nn.ReLU and "
@@ -148,6 +202,21 @@ def parse_network(model: nn.Module) -> Network:
                 f"nn.Linear {l + 1} expects {weights[l].shape[1]} inputs but the previous layer has "
                 f"{weights[l - 1].shape[0]} outputs."
             )
+    devices = {w.device for w in weights + biases}
+    dtypes = {w.dtype for w in weights + biases}
+    if len(devices) > 1 or len(dtypes) > 1:
+        raise ValueError(f"the model's parameters must share one device and one dtype, got devices "
+                         f"{sorted(map(str, devices))} and dtypes {sorted(map(str, dtypes))}.")
+    dtype = dtypes.pop()
+    if not dtype.is_floating_point:
+        raise ValueError(f"the model's parameters must be floating point, got {dtype}.")
+    if compute_dtype(dtype) != dtype:
+        weights = [w.to(compute_dtype(dtype)) for w in weights]
+        biases = [b.to(compute_dtype(dtype)) for b in biases]
+    for l, (w, b) in enumerate(zip(weights, biases), start=1):
+        if not (bool(torch.isfinite(w).all()) and bool(torch.isfinite(b).all())):
+            raise ValueError(f"nn.Linear {l} has NaN or infinite parameters; lctools refuses to measure them "
+                             "(training diverged? check the learning rate).")
     return Network(weights, biases, slopes, flatten)
 
 
@@ -167,10 +236,9 @@ def check_inputs(net: Network, x: torch.Tensor) -> torch.Tensor:
             + (" (or (N, ...) flattening to that)" if net.flatten else "")
             + "."
         )
-    if not x.is_floating_point():
-        x = x.to(net.dtype)
-    if not torch.isfinite(x).all():
-        raise ValueError("x contains NaN or infinite values; all inputs must be finite.")
+    if x.is_complex():
+        raise ValueError("x must be real, got a complex tensor.")
+    check_finite(x, "x")  # chunked: no full extra copy of x
     return x.to(device=net.device, dtype=net.dtype)
 
 

@@ -10,10 +10,19 @@ perturbed network and ``zbar_{l,i} = z_{l,i} - eps_{l,i}`` leaves out the neuron
 (area, volume) of the region boundaries inside ``K`` per unit volume of ``K``.
 
 ``noise_draws=0`` gives the noiseless plug-in ``E_x sum phi_s(z) ||grad z||`` at ``eps = 0``.
+
+Results are detached unless ``differentiable=True`` (then they carry the graph back to the
+parameters, for a penalty ``loss + lambda * LC``; the activation pattern is piecewise
+constant, so the gradient is that of the formula with the pattern held fixed).  When the
+noise scale is so small that few sample points lie near a boundary, the estimate rests on
+those few points: a :class:`LCWarning` says so (from its standard error), and a NaN or
+infinite estimate is refused.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -22,22 +31,56 @@ from tqdm.auto import tqdm
 
 from ._jacobian import DEFAULT_BUDGET, chunk_size, hidden_pass, row_norms
 from ._network import check_inputs, chunks, parse_network
+from .validation import as_int, check_bool, check_noise_draws, check_reduction, check_sigma, reduce
 
-REDUCTIONS = ("mean", "sum", "none")
+__all__ = ["local_complexity", "local_complexity_bound", "LCBound", "LCWarning", "gaussian_density",
+           "preactivation_rms"]
+
+# the relative standard error above which an estimate is reported as resting on too few points
+MAX_RELATIVE_SE = 0.5
+
+
+class LCWarning(UserWarning):
+    """A local-complexity estimate rests on too few points near a boundary to mean much."""
 
 
 def gaussian_density(t: torch.Tensor, s: float) -> torch.Tensor:
-    """``phi_s(t) = exp(-t^2 / (2 s^2)) / (s sqrt(2 pi))``, the N(0, s^2) density."""
+    """``phi_s(t) = exp(-t^2 / (2 s^2)) / (s sqrt(2 pi))``, the N(0, s^2) density.
+
+    Example
+    -------
+    >>> import torch
+    >>> round(float(gaussian_density(torch.tensor(0.0), 1.0)), 4)
+    0.3989
+    """
+    s = check_sigma(s, "s")
     return torch.exp(-0.5 * (t / s) ** 2) / (s * math.sqrt(2 * math.pi))
 
 
-def _check_common(sigma: float, noise_draws: int, reduction: str) -> None:
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma (the bias-noise scale s) must be a positive number, got {sigma!r}.")
-    if not isinstance(noise_draws, int) or noise_draws < 0:
-        raise ValueError(f"noise_draws must be an integer >= 0 (0: noiseless plug-in), got {noise_draws!r}.")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
+def _check_estimate(per_point: torch.Tensor, grad_max: float, sigma: float) -> None:
+    """Refuse a NaN/inf estimate; warn when it rests on too few points (module docstring)."""
+    values = per_point.detach().sum(dim=1).double()
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(
+            f"the local complexity is NaN or infinite at sigma={sigma:g}: the bias noise or the densities "
+            "overflow the model's dtype. Use a moderate sigma (a fraction of the pre-activations' scale, "
+            "see preactivation_rms) or a float64 model."
+        )
+    N, mean = values.numel(), float(values.mean())
+    if mean == 0.0:
+        if grad_max > 0:
+            warnings.warn(
+                f"local complexity is 0 at sigma={sigma:g}: no sample point lies within reach of a region "
+                "boundary (every density term underflows), so the estimate says nothing about the limit. "
+                "Increase sigma or the number of points.", LCWarning, stacklevel=3)
+        return
+    if N >= 2:
+        rel_se = float(values.std()) / math.sqrt(N) / mean
+        if rel_se > MAX_RELATIVE_SE:
+            warnings.warn(
+                f"the local complexity estimate at sigma={sigma:g} rests on few points near a region boundary: "
+                f"its relative standard error is {rel_se:.2f}. Increase sigma or the number of points.",
+                LCWarning, stacklevel=3)
 
 
 @dataclass
@@ -47,13 +90,22 @@ class _Terms:
     grad_norm_max: float  # max over neurons, points and draws of ||grad z_{l,i}||
 
 
-@torch.no_grad()
-def _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress) -> _Terms:
-    _check_common(sigma, noise_draws, "mean")
+def _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress,
+              differentiable=False) -> _Terms:
+    with contextlib.nullcontext() if differentiable else torch.no_grad():
+        return _lc_terms_impl(model, x, sigma, noise_draws, shared_noise, generator, budget, progress,
+                              differentiable)
+
+
+def _lc_terms_impl(model, x, sigma, noise_draws, shared_noise, generator, budget, progress, differentiable):
+    sigma, noise_draws = check_sigma(sigma), check_noise_draws(noise_draws)
+    shared_noise, budget = check_bool(shared_noise, "shared_noise"), as_int(budget, "budget", low=1)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
     net = parse_network(model)
     x = check_inputs(net, x)
     N, L = x.shape[0], net.depth
-    per_point = torch.zeros(N, L, dtype=net.dtype, device=net.device)
+    per_point = [[] for _ in range(L)]  # per layer, per draw, per chunk: (n,) terms
     grad_sum = [torch.zeros(n, dtype=net.dtype, device=net.device) for n in net.widths]
     grad_max = torch.zeros((), dtype=net.dtype, device=net.device)
     draws = max(noise_draws, 1)
@@ -76,19 +128,20 @@ def _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, pro
                 noise = [draw((xb.shape[0], n)) for n in net.widths]
             for l, z, T in hidden_pass(net, xb, noise):
                 zbar = z if noise is None else z - noise[l - 1]
-                gnorm = row_norms(T)  # (n, n_l): ||grad_x z_{l,i}||
-                per_point[sl, l - 1] += (gaussian_density(zbar, sigma) * gnorm).sum(dim=1)
-                grad_sum[l - 1] += gnorm.sum(dim=0)
-                grad_max = torch.maximum(grad_max, gnorm.max())
-    per_point /= draws
-    return _Terms(per_point, [g / (N * draws) for g in grad_sum], float(grad_max))
+                gnorm = row_norms(T, differentiable=differentiable)  # (n, n_l): ||grad_x z_{l,i}||
+                per_point[l - 1].append((gaussian_density(zbar, sigma) * gnorm).sum(dim=1))
+                g = gnorm.detach()
+                grad_sum[l - 1] += g.sum(dim=0)
+                grad_max = torch.maximum(grad_max, g.max())
+    # (N, L): chunks concatenated, draws averaged (kept as a graph when differentiable)
+    per_point = torch.stack([torch.cat(p).view(draws, N).mean(dim=0) for p in per_point], dim=1)
+    terms = _Terms(per_point, [g / (N * draws) for g in grad_sum], float(grad_max))
+    _check_estimate(per_point, terms.grad_norm_max, sigma)
+    return terms
 
 
 def _reduce(per_point: torch.Tensor, reduction: str, per_layer: bool) -> torch.Tensor:
-    values = per_point if per_layer else per_point.sum(dim=1)
-    if reduction == "none":
-        return values
-    return values.mean(dim=0) if reduction == "mean" else values.sum(dim=0)
+    return reduce(per_point if per_layer else per_point.sum(dim=1), reduction)
 
 
 def local_complexity(
@@ -102,6 +155,7 @@ def local_complexity(
     generator: Optional[torch.Generator] = None,
     budget: int = DEFAULT_BUDGET,
     progress: bool = False,
+    differentiable: bool = False,
 ) -> torch.Tensor:
     """Local complexity ``LC_s`` of ``model`` at the inputs ``x`` (module docstring).
 
@@ -125,9 +179,29 @@ def local_complexity(
     generator : a ``torch.Generator`` for the noise (its device is used to draw it).
     budget : elements of a reduced Jacobian held at once (bounds memory; see ``_jacobian``).
     progress : show a progress bar over noise draws.
+    differentiable : keep the result attached to the model's parameters (for a penalty
+        ``loss + lambda * LC``); by default it is detached.
+
+    Returns
+    -------
+    torch.Tensor
+        0-dim (``"mean"``, ``"sum"``), ``(N,)`` (``"none"``), with a trailing ``(L,)`` axis
+        if ``per_layer``.  A :class:`LCWarning` is issued when the estimate's relative
+        standard error over the points exceeds 0.5 (or every term underflows to 0): too few
+        points lie within reach of a boundary at this ``sigma``.  NaN results are refused.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> net = lctools.MLP(2, [16, 16], 1, seed=0)
+    >>> x = torch.rand(500, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    >>> lc = lctools.local_complexity(net, x, sigma=0.5, noise_draws=0)
+    >>> lc.shape, bool(lc > 0)
+    (torch.Size([]), True)
     """
-    _check_common(sigma, noise_draws, reduction)
-    terms = _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress)
+    check_reduction(reduction)
+    per_layer, differentiable = check_bool(per_layer, "per_layer"), check_bool(differentiable, "differentiable")
+    terms = _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress, differentiable)
     return _reduce(terms.per_point, reduction, per_layer)
 
 
@@ -168,7 +242,17 @@ def local_complexity_bound(
     generator: Optional[torch.Generator] = None,
     budget: int = DEFAULT_BUDGET,
 ) -> LCBound:
-    """``LC_s`` together with the upper bound ``C_bias * C_grad * #neurons`` (see :class:`LCBound`)."""
+    """``LC_s`` together with the upper bound ``C_bias * C_grad * #neurons`` (see :class:`LCBound`).
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> net = lctools.MLP(2, [8], 1, seed=0)
+    >>> b = lctools.local_complexity_bound(net, torch.rand(200, 2) - 0.5, sigma=0.5)
+    >>> b.value <= b.bound
+    True
+    """
+    sigma = check_sigma(sigma)
     terms = _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, False)
     c_grad = max(float(g.max()) for g in terms.grad_norm_mean)
     return LCBound(
@@ -186,6 +270,12 @@ def preactivation_rms(model: torch.nn.Module, x: torch.Tensor) -> float:
 
     The scale against which a noise scale ``s`` is small or large: the course chooses
     ``s`` as a fraction of it when comparing networks whose pre-activations differ in size.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> preactivation_rms(lctools.MLP(2, [8], 1, seed=0), torch.zeros(3, 2)) > 0
+    True
     """
     net = parse_network(model)
     x = check_inputs(net, x)

@@ -50,7 +50,8 @@ from tqdm.auto import tqdm
 from ._network import parse_network
 from .cache import _dumps, _fingerprint as _tensor_fingerprint, _sha256, canonical
 from .models import build_seeded
-from .training import History, _loss_fn, _to_array, _check_train_args
+from .training import History, check_model_fits, check_train_args, loss_function, metric_array
+from .validation import as_float, check_bool, check_device
 
 __all__ = ["Ensemble", "train_ensemble"]
 
@@ -189,13 +190,6 @@ class Ensemble(nn.Module):
             out = self(X[start : start + batch_size].to(device))
             correct += (out.argmax(dim=2) == y[start : start + batch_size].to(device)).sum(dim=1)
         return correct.double().cpu() / len(X)
-
-
-def _per_member(value, K: int, name: str) -> np.ndarray:
-    arr = np.broadcast_to(np.asarray(value, dtype=float), (K,)) if np.ndim(value) == 0 else np.asarray(value, dtype=float)
-    if arr.shape != (K,):
-        raise ValueError(f"{name} must be a number or a sequence of {K} numbers (one per member), got {value!r}.")
-    return arr.copy()
 
 
 class _StackedOptimizer:
@@ -462,26 +456,25 @@ def train_ensemble(
     if not isinstance(ensemble, Ensemble):
         raise ValueError(f"ensemble must be an lctools.ensemble.Ensemble, got {type(ensemble).__name__}.")
     K = len(ensemble)
-    metrics, evals = _check_train_args(X, y, steps, lr, weight_decay, batch_size, optimizer, loss,
-                                      None, metrics, eval_steps)
+    metrics, evals, steps, batch_size, lr_k, wd_k = check_train_args(
+        X, y, steps, lr, weight_decay, batch_size, optimizer, loss, None, metrics, eval_steps, members=K)
+    decay_biases = check_bool(decay_biases, "decay_biases")
     batched_metrics = dict(batched_metrics or {})
     for name, fn in batched_metrics.items():
         if not callable(fn) or name in metrics or name in ("loss", "steps", "step"):
             raise ValueError(f"batched metric {name!r} must be callable, not reserved, and not also in metrics.")
-    lr_k, wd_k = _per_member(lr, K, "lr"), _per_member(weight_decay, K, "weight_decay")
     seeds = list(range(K)) if seeds is None else [int(s) for s in seeds]
     if len(seeds) != K:
         raise ValueError(f"seeds must hold one seed per member ({K}), got {len(seeds)}.")
-    if checkpoint_interval < 0:
-        raise ValueError(f"checkpoint_interval must be >= 0 seconds, got {checkpoint_interval!r}.")
-    steps, batch_size = int(steps), int(batch_size)
+    checkpoint_interval = as_float(checkpoint_interval, "checkpoint_interval", low=0.0, what=" (seconds)")
 
-    device = torch.device(device) if device is not None else ensemble.weights_t[0].device
+    device = check_device(device) or ensemble.weights_t[0].device
     ensemble.to(device)
     X, y = X.to(device), y.to(device)
+    check_model_fits(lambda xb: ensemble(xb)[0], X, y, loss)
     params = list(ensemble.parameters())
     opt = _make_optimizer(ensemble, optimizer, lr_k, wd_k, bool(decay_biases))
-    loss_fn = _loss_fn(loss)
+    loss_fn = loss_function(loss)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     n = len(X)
     eval_set = set(int(s) for s in evals)
@@ -531,7 +524,7 @@ def train_ensemble(
             recorded_loss.append((total / n).numpy())
             views = ensemble.members() if metrics else []
             for name, fn in metrics.items():
-                recorded[name].append(np.stack([_to_array(fn(view), name) for view in views]))
+                recorded[name].append(np.stack([metric_array(fn(view), name) for view in views]))
             for name, fn in batched_metrics.items():
                 value = fn(ensemble)
                 value = value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, float)

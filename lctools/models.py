@@ -1,11 +1,17 @@
 """lctools' multilayer perceptron: an ``nn.Sequential`` of Linear and ReLU/LeakyReLU layers."""
 from __future__ import annotations
 
+import copy
 import math
 from typing import Sequence
 
 import torch
 from torch import nn
+
+from ._network import parse_network
+from .validation import as_float, as_int, check_bool, check_slope, check_widths
+
+__all__ = ["MLP", "perturb_biases", "build_seeded", "linear_layers", "ACTIVATIONS", "INITS"]
 
 ACTIVATIONS = ("relu", "leaky_relu")
 INITS = ("pytorch", "he")
@@ -46,18 +52,19 @@ class MLP(nn.Sequential):
         bias_std: float | None = None,
         seed: int | None = None,
     ):
-        widths = [int(w) for w in widths]
-        if in_dim < 1 or out_dim < 1 or not widths or min(widths) < 1:
-            raise ValueError(
-                f"MLP needs in_dim >= 1, out_dim >= 1 and at least one hidden width >= 1; "
-                f"got in_dim={in_dim}, widths={widths}, out_dim={out_dim}."
-            )
+        widths = check_widths(widths)
+        in_dim, out_dim = as_int(in_dim, "in_dim", low=1), as_int(out_dim, "out_dim", low=1)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}.")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}.")
-        if bias_std is not None and not bias_std >= 0:
-            raise ValueError(f"bias_std must be >= 0, got {bias_std!r}.")
+        if activation == "leaky_relu":
+            negative_slope = check_slope(negative_slope)
+        flatten = check_bool(flatten, "flatten")
+        if bias_std is not None:
+            bias_std = as_float(bias_std, "bias_std", low=0.0)
+        if seed is not None:
+            seed = as_int(seed, "seed")
         layers: list[nn.Module] = [nn.Flatten()] if flatten else []
         dims = [int(in_dim), *widths]
         for d_in, d_out in zip(dims[:-1], dims[1:]):
@@ -94,7 +101,19 @@ class MLP(nn.Sequential):
     @property
     def hidden_layers(self) -> list[nn.Linear]:
         """The Linear layers that produce the hidden pre-activations ``z_1..z_L``."""
-        return [m for m in self if isinstance(m, nn.Linear)][:-1]
+        return linear_layers(self)[:-1]
+
+
+def linear_layers(model: nn.Module) -> list:
+    """The ``nn.Linear`` layers of a sequential model, in order (``W_1, ..., W_{L+1}``): the one
+    way lctools lists them.
+
+    Example
+    -------
+    >>> len(linear_layers(MLP(2, [4, 4], 1)))
+    3
+    """
+    return [m for m in model if isinstance(m, nn.Linear)]
 
 
 def build_seeded(factory, seed: int) -> nn.Module:
@@ -113,15 +132,20 @@ def perturb_biases(model: nn.Module, sigma: float, generator: torch.Generator | 
 
     This is the bias noise under which the nonlinear locus becomes a random set with a
     density (DESIGN section 2); exact partitions of such copies give the expected boundary
-    length that local complexity estimates.
+    length that local complexity estimates.  ``sigma`` must be a finite number ``>= 0``.
+
+    Example
+    -------
+    >>> noisy = perturb_biases(MLP(2, [4], 1, seed=0), 0.1, torch.Generator().manual_seed(0))
+    >>> isinstance(noisy, MLP)
+    True
     """
-    import copy
-
-    from ._network import parse_network
-
+    sigma = as_float(sigma, "sigma", low=0.0, what=" (the bias-noise scale s)")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
     net = parse_network(model)
     noisy = copy.deepcopy(model)
-    hidden = [m for m in noisy if isinstance(m, nn.Linear)][: net.depth]
+    hidden = linear_layers(noisy)[: net.depth]
     with torch.no_grad():
         for layer in hidden:
             if layer.bias is None:

@@ -13,6 +13,12 @@ number of positive pivots of an ``L D L^T`` factorisation of ``G - eps^2 I`` (Bu
 1x1 and 2x2 blocks) — a third of the work of an eigen-decomposition.  ``G`` and the
 factorisation are in float64, so squaring costs no accuracy that matters for the count.
 For ``features="pre"`` layer 1 has ``J_1 = W_1`` at every ``x`` and is counted once.
+
+**Precision.**  Squaring is harmless only while ``eps^2`` stands well above the rounding
+of the Gram matrix (about ``1e-16 ||J||_F^2`` in float64).  When ``eps^2 < 1e-10
+||J||_F^2`` (``eps`` below ``1e-5 ||J||_F``), the count is taken from the singular values
+themselves (``torch.linalg.svdvals`` in float64) instead.  Every count is at most
+``min(n_l, n_0)``, the number of singular values of ``J_l``.
 """
 from __future__ import annotations
 
@@ -23,10 +29,26 @@ from typing import List
 import torch
 
 from ._jacobian import DEFAULT_BUDGET, chunk_size, hidden_pass, row_norms
-from .complexity import _check_common, gaussian_density
 from ._network import check_inputs, chunks, parse_network
+from .complexity import gaussian_density
+from .validation import as_int, check_eps, check_reduction, check_sigma, reduce
+
+__all__ = ["local_rank", "local_rank_bound", "RankBound", "count_singular_values_above"]
 
 FEATURES = ("pre", "post")
+
+# below this ratio eps^2 / ||M||_F^2 the Gram route loses the count to rounding: use the SVD
+GRAM_RELATIVE_FLOOR = 1e-10
+
+
+def _needs_svd(M: torch.Tensor, eps: float) -> bool:
+    """Whether ``eps^2`` is too close to the float64 rounding of ``M``'s Gram matrix."""
+    scale = float(M.detach().to(torch.float64).square().sum(dim=(-2, -1)).max()) if M.numel() else 0.0
+    return eps * eps < GRAM_RELATIVE_FLOOR * scale
+
+
+def _count_by_svd(M: torch.Tensor, eps: float) -> torch.Tensor:
+    return (torch.linalg.svdvals(M.to(torch.float64)) > eps).sum(dim=-1)
 
 
 def _positive_inertia(A: torch.Tensor) -> torch.Tensor:
@@ -71,8 +93,30 @@ def _smaller_gram(M: torch.Tensor) -> torch.Tensor:
 
 
 def count_singular_values_above(M: torch.Tensor, eps: float) -> torch.Tensor:
-    """``#{ singular values of M[b] > eps }`` for a batch ``M`` of shape (B, m, n), via the
-    inertia of ``G - eps^2 I`` with ``G`` the smaller Gram matrix of ``M`` (in float64)."""
+    """``#{ singular values of M[b] > eps }`` for a batch ``M`` of shape (B, m, n).
+
+    Computed from the inertia of ``G - eps^2 I`` with ``G`` the smaller Gram matrix of ``M``
+    (in float64), or, when ``eps^2`` nears the rounding of ``G`` (module docstring), from
+    the singular values themselves.  Returns an int64 tensor ``(B,)``, each entry at most
+    ``min(m, n)``.
+
+    Example
+    -------
+    >>> import torch
+    >>> M = torch.diag(torch.tensor([3.0, 1.0, 1e-3])).unsqueeze(0)
+    >>> count_singular_values_above(M, 1e-2).tolist()
+    [2]
+    """
+    if not isinstance(M, torch.Tensor) or M.dim() != 3:
+        raise ValueError(f"M must be a batch of matrices, a tensor of shape (B, m, n); got "
+                         f"{tuple(M.shape) if isinstance(M, torch.Tensor) else type(M).__name__}.")
+    eps = check_eps(eps)
+    if M.is_complex() or not bool(torch.isfinite(M).all()):
+        raise ValueError("M must be real and finite.")
+    if M.shape[0] == 0 or min(M.shape[1:]) == 0:
+        return torch.zeros(M.shape[0], dtype=torch.long, device=M.device)
+    if _needs_svd(M, eps):
+        return _count_by_svd(M, eps)
     G = _smaller_gram(M)
     eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
     return _positive_inertia(G - (eps**2) * eye)
@@ -128,18 +172,26 @@ def local_rank(
 
     Only the active neurons matter: ``J_l = W_l D_{l-1} J_{l-1}`` (pre) and ``D_l J_l``
     (post) involve the columns of neurons with ``sigma' != 0`` only, so for ReLU the
-    matrices whose inertia is counted shrink to the number of active neurons.
+    matrices whose inertia is counted shrink to the number of active neurons.  When ``eps``
+    is tiny against ``||J_l||`` the count comes from float64 singular values (module
+    docstring); counts never exceed ``min(n_l, n_0)``.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> net = lctools.MLP(2, [16, 16], 1, seed=0)
+    >>> lctools.local_rank(net, torch.rand(100, 2), eps=1e-8).max() <= 2
+    tensor(True)
     """
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}.")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}.")
-    if not (isinstance(eps, (int, float)) and eps > 0):
-        raise ValueError(f"eps (the singular-value threshold) must be a positive number, got {eps!r}.")
+    check_reduction(reduction)
+    eps, budget = check_eps(eps), as_int(budget, "budget", low=1)
     net = parse_network(model)
     x = check_inputs(net, x)
     N, L = x.shape[0], net.depth
     counts = torch.zeros(N, L, dtype=torch.long, device=net.device)
+    caps = [min(n, net.in_dim) for n in net.widths]  # the number of singular values of J_l
     if features == "pre":
         layer1 = int((torch.linalg.svdvals(net.weights[0].to(torch.float64)) > eps).sum())
         grams = [None] + [_gram_if_definite(W) for W in net.weights[1:L]]
@@ -147,19 +199,21 @@ def local_rank(
         prev = None
         for l, z, T in hidden_pass(net, x[sl]):
             d = net.derivative(l, z)
-            if features == "post":
-                counts[sl, l - 1] = count_singular_values_above(_active_columns(T, d)[0], eps)
-            elif l == 1:
+            if features == "pre" and l == 1:
                 counts[sl, 0] = layer1
+            elif _needs_svd(T, eps):  # eps^2 near the rounding of the Gram matrices
+                counts[sl, l - 1] = _count_by_svd(T if features == "pre" else T * d.unsqueeze(1), eps)
+            elif features == "post":
+                counts[sl, l - 1] = count_singular_values_above(_active_columns(T, d)[0], eps)
             elif grams[l - 1] is not None:
                 counts[sl, l - 1] = _count_through_layer(*_active_columns(*prev), grams[l - 1], eps)
             else:
                 counts[sl, l - 1] = count_singular_values_above(T, eps)
+            counts[sl, l - 1].clamp_(max=caps[l - 1])
             prev = (T, d)
     if reduction == "none":
         return counts
-    counts = counts.to(net.dtype)
-    return counts.mean(dim=0) if reduction == "mean" else counts.sum(dim=0)
+    return reduce(counts.to(net.dtype), reduction)
 
 
 # ----------------------------------------------------------------------------- rank bound
@@ -263,9 +317,7 @@ def local_rank_bound(
     smaller Gram matrix of the reduced Jacobian (``_jacobian``; same singular values as
     ``J_l``), in float64; results are float64 tensors on the model's device.
     """
-    _check_common(sigma, 0, "mean")
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps (the singular-value threshold) must be a positive number, got {eps!r}.")
+    sigma, eps, budget = check_sigma(sigma), check_eps(eps), as_int(budget, "budget", low=1)
     net = parse_network(model)
     x = check_inputs(net, x)
     N, L, n0 = x.shape[0], net.depth, net.in_dim
@@ -277,7 +329,10 @@ def local_rank_bound(
     smax = torch.zeros(L, **f64)
 
     def spectrum(T: torch.Tensor) -> torch.Tensor:
-        """Singular values (B, min(r, n_l)) of a batch of reduced Jacobians, via eigvalsh."""
+        """Singular values (B, min(r, n_l)) of a batch of reduced Jacobians, via eigvalsh of the
+        smaller Gram matrix, or svdvals when eps^2 nears its rounding (module docstring)."""
+        if _needs_svd(T, eps):
+            return torch.linalg.svdvals(T.to(torch.float64))
         return torch.linalg.eigvalsh(_smaller_gram(T)).clamp_min(0).sqrt()
 
     for sl in chunks(N, chunk_size(net, budget)):

@@ -52,6 +52,8 @@ import torch
 from torch import nn
 
 from ._network import parse_network
+from .models import linear_layers
+from .validation import check_sigma
 
 __all__ = [
     "parameter_norm",
@@ -74,7 +76,7 @@ AlphaLike = Union[float, int, Sequence[float], np.ndarray, torch.Tensor]
 def _linears(model: nn.Module) -> List[nn.Linear]:
     """The model's ``nn.Linear`` layers ``W_1..W_{L+1}`` (after validating the model)."""
     parse_network(model)
-    return [m for m in model if isinstance(m, nn.Linear)]
+    return linear_layers(model)
 
 
 def _check_include_biases(include_biases) -> bool:
@@ -176,7 +178,7 @@ def _apply_neuron_scales(model: nn.Module, log_alpha: List[np.ndarray]) -> nn.Mo
     """A copy of ``model`` with neuron ``(l, i)`` rescaled by ``exp(log_alpha[l-1][i])`` for all
     hidden layers at once (each parameter is multiplied exactly once)."""
     new = copy.deepcopy(model)
-    lins = [m for m in new if isinstance(m, nn.Linear)]
+    lins = linear_layers(new)
     L = len(lins) - 1
     for l in range(L + 1):  # python index l: layer l+1 of the course
         W = lins[l].weight
@@ -479,8 +481,7 @@ def lc_norm_bound(model: nn.Module, sigma: float, include_biases: bool = True) -
     ``include_biases`` selects the norm of the representation cost (one hidden layer);
     the gradient and Frobenius bounds involve weights only.
     """
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma (the bias-noise scale s) must be a positive number, got {sigma!r}.")
+    sigma = check_sigma(sigma)
     net = parse_network(model)
     Ws = [w.detach().double().cpu() for w in net.weights]
     G, op_prod, frob, S, gain = 0.0, 1.0, 0.0, 0.0, 1.0

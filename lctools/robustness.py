@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._network import chunks
+from .validation import as_float, check_finite
 
 __all__ = ["fgsm", "pgd", "pgd_step", "project", "robust_accuracy"]
 
@@ -70,13 +71,7 @@ def _check_norm(norm) -> str:
 
 
 def _check_nonneg(value, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}.") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    return v
+    return as_float(value, name, low=0.0)
 
 
 def _check_clamp(clamp) -> Optional[Tuple[float, float]]:
@@ -118,9 +113,8 @@ def _prepare(model, x, y, loss, clamp):
             raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES} or pass a callable loss(output, y).")
         if y.dim() != 1 or y.is_floating_point() or y.is_complex():
             raise ValueError(f"loss={loss!r} needs integer class labels y of shape (N,), got {y.dtype} {tuple(y.shape)}.")
+    check_finite(x, "x")
     x = x.detach().to(device=device, dtype=dtype)
-    if not torch.isfinite(x).all():
-        raise ValueError("x contains NaN or infinite values; all inputs must be finite.")
     if clamp is not None and (x.min() < clamp[0] or x.max() > clamp[1]):
         raise ValueError(
             f"x has values in [{x.min().item():.4g}, {x.max().item():.4g}], outside clamp={clamp}; "
@@ -129,7 +123,7 @@ def _prepare(model, x, y, loss, clamp):
     return x, y.detach().to(device)
 
 
-def _loss_fn(loss: Loss):
+def _attack_loss(loss: Loss):
     if callable(loss):
         return loss
     if loss == "cross_entropy":
@@ -241,7 +235,7 @@ def pgd_step(
     if not torch.isfinite(x_adv).all():
         raise ValueError("x_adv contains NaN or infinite values.")
     with _eval_mode(model):
-        return _step(model, x_adv, x, y, eps, step_size, norm, _loss_fn(loss), clamp)
+        return _step(model, x_adv, x, y, eps, step_size, norm, _attack_loss(loss), clamp)
 
 
 def fgsm(
@@ -294,7 +288,7 @@ def pgd(
     if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
         raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}.")
     x, y = _prepare(model, x, y, loss, clamp)
-    loss_fn = _loss_fn(loss)
+    loss_fn = _attack_loss(loss)
 
     x_adv = x.clone()
     if random_start and eps > 0:

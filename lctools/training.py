@@ -20,7 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["History", "log_steps", "train", "accuracy"]
+from .validation import as_int, check_bool, check_device, check_hyperparameter
+
+__all__ = ["History", "log_steps", "train", "accuracy", "decay_groups", "is_bias", "loss_function",
+           "metric_array", "check_train_args", "check_model_fits",
+           "OPTIMIZERS", "LOSSES", "SCHEDULES"]
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LOSSES = ("cross_entropy", "mse")
@@ -166,7 +170,12 @@ def decay_groups(model: nn.Module, weight_decay: float, decay_biases: bool = Tru
     return [g for g in groups if g["params"]]
 
 
-def _loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def loss_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss ``name`` as a function ``(output, target) -> mean loss``:
+    ``"cross_entropy"``, or ``"mse"`` (squared error to one-hot targets for integer labels,
+    to the targets themselves for float targets)."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}.")
     if name == "cross_entropy":
         return F.cross_entropy
 
@@ -178,7 +187,8 @@ def _loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return mse
 
 
-def _to_array(value, name: str) -> np.ndarray:
+def metric_array(value, name: str) -> np.ndarray:
+    """A metric's value as a float array of 0 or 1 dimensions (``ValueError`` otherwise)."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().double().numpy()
     arr = np.asarray(value, dtype=float)
@@ -187,29 +197,36 @@ def _to_array(value, name: str) -> np.ndarray:
     return arr
 
 
-def _check_train_args(X, y, steps, lr, weight_decay, batch_size, optimizer, loss, schedule, metrics, eval_steps):
-    """Validate :func:`train`'s arguments (also used by :func:`lctools.ensemble.train_ensemble`,
-    where ``lr`` and ``weight_decay`` may be sequences); returns ``(metrics dict, eval steps)``."""
+def check_train_args(X, y, steps, lr, weight_decay, batch_size, optimizer, loss, schedule, metrics, eval_steps,
+                     members: Optional[int] = None):
+    """Validate the arguments shared by :func:`train` and
+    :func:`lctools.ensemble.train_ensemble` (there ``lr`` and ``weight_decay`` may hold one
+    value per member: pass ``members``).  Returns ``(metrics, eval_steps, steps, batch_size,
+    lr, weight_decay)`` in canonical form."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}.")
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}.")
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}.")
-    if int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}.")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    if np.min(lr) < 0 or np.min(weight_decay) < 0:
-        raise ValueError(f"lr and weight_decay must be >= 0, got lr={lr}, weight_decay={weight_decay}.")
+    steps = as_int(steps, "steps", low=0)
+    batch_size = as_int(batch_size, "batch_size", low=1)
+    lr = check_hyperparameter(lr, "lr", members)
+    weight_decay = check_hyperparameter(weight_decay, "weight_decay", members)
     if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise ValueError("X and y must be torch tensors.")
+    if X.dim() == 0 or y.dim() == 0:
+        raise ValueError("X and y must have a leading batch axis (one row per training point).")
     if len(X) != len(y):
         raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}.")
     if len(X) == 0:
         raise ValueError("X is empty: give at least one training point.")
-    if loss == "cross_entropy" and (y.is_floating_point() or y.is_complex()):
+    if not X.is_floating_point():
+        raise ValueError(f"X must be a floating-point tensor, got {X.dtype}.")
+    if loss == "cross_entropy" and (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool):
         raise ValueError("loss='cross_entropy' needs integer class labels y (int64); use loss='mse' for float targets.")
+    if loss == "cross_entropy" and y.dim() != 1:
+        raise ValueError(f"loss='cross_entropy' needs one integer label per point, y of shape (N,); got {tuple(y.shape)}.")
     metrics = dict(metrics or {})
     for name, fn in metrics.items():
         if not callable(fn):
@@ -219,7 +236,31 @@ def _check_train_args(X, y, steps, lr, weight_decay, batch_size, optimizer, loss
     evals = log_steps(steps, 50) if eval_steps is None else np.unique(np.asarray(list(eval_steps), dtype=np.int64))
     if len(evals) and (evals.min() < 0 or evals.max() > steps):
         raise ValueError(f"eval_steps must lie in [0, steps={steps}], got {evals.min()}..{evals.max()}.")
-    return metrics, evals
+    return metrics, evals, steps, batch_size, lr, weight_decay
+
+
+def check_model_fits(forward: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor, y: torch.Tensor,
+                     loss: str) -> None:
+    """One forward pass on the first point: ``X`` must fit the model, the labels the outputs.
+
+    Class labels (``cross_entropy``, or integer labels with ``mse``) must lie in
+    ``0..out_dim - 1``; float targets must have ``out_dim`` values per point."""
+    try:
+        with torch.no_grad():
+            out = forward(X[:1])
+    except RuntimeError as exc:
+        raise ValueError(f"the model cannot take X of shape {tuple(X.shape)} (one row per point): {exc}") from None
+    if out.dim() != 2:
+        raise ValueError(f"the model must output one row of scores per point, got output shape {tuple(out.shape)}.")
+    out_dim = out.shape[1]
+    if not y.is_floating_point():
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= out_dim:
+            raise ValueError(f"labels y must lie in 0..{out_dim - 1} (the model has {out_dim} outputs), "
+                             f"got labels from {lo} to {hi}.")
+    elif y[0].numel() != out_dim:
+        raise ValueError(f"float targets y must have {out_dim} values per point (the model's outputs), "
+                         f"got shape {tuple(y.shape)}.")
 
 
 def train(
@@ -265,17 +306,24 @@ def train(
 
     The model and data are moved to ``device`` (default: the model's device).
     """
-    metrics, evals = _check_train_args(X, y, steps, lr, weight_decay, batch_size, optimizer, loss,
-                                      schedule, metrics, eval_steps)
-    steps, batch_size = int(steps), int(batch_size)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    metrics, evals, steps, batch_size, lr, weight_decay = check_train_args(
+        X, y, steps, lr, weight_decay, batch_size, optimizer, loss, schedule, metrics, eval_steps)
+    decay_biases = check_bool(decay_biases, "decay_biases")
+    seed = as_int(seed, "seed")
 
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = check_device(device) or _model_device(model)
     model.to(device)
     X, y = X.to(device), y.to(device)
+    was_training = model.training
+    model.eval()
+    check_model_fits(model, X, y, loss)
+    model.train(was_training)
     opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
     opt = opt_cls(decay_groups(model, weight_decay, decay_biases), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1)) if schedule == "cosine" else None
-    loss_fn = _loss_fn(loss)
+    loss_fn = loss_function(loss)
     gen = torch.Generator().manual_seed(int(seed))
     n = len(X)
 
@@ -292,7 +340,7 @@ def train(
                 total += loss_fn(model(xb), yb).item() * len(xb)
             recorded_loss.append(total / n)
             for name, fn in metrics.items():
-                value = _to_array(fn(model), name)
+                value = metric_array(fn(model), name)
                 if recorded[name] and value.shape != recorded[name][0].shape:
                     raise ValueError(f"metric {name!r} changed shape from {recorded[name][0].shape} to {value.shape}.")
                 recorded[name].append(value)

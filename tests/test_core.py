@@ -14,29 +14,9 @@ from torch import nn
 from torch.func import jacrev, vmap
 
 import lctools
+from helpers import random_mlp, hidden_maps, reference_pre_jacobians
 from lctools import regions
 from lctools.rank import _positive_inertia
-
-
-def random_mlp(in_dim, widths, out_dim=1, seed=0, bias_std=0.3, activation="relu", dtype=torch.float64):
-    """An MLP with nonzero biases (default PyTorch init gives tiny ones for wide layers)."""
-    torch.manual_seed(seed)
-    net = lctools.MLP(in_dim, widths, out_dim, activation=activation, negative_slope=0.2)
-    for m in net:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))
-            nn.init.normal_(m.bias, std=bias_std)
-    return net.to(dtype)
-
-
-def hidden_maps(model):
-    """x -> z_l for each hidden layer l, as separate modules (the reference computations)."""
-    layers = list(model)
-    return [nn.Sequential(*layers[: 2 * l - 1]) for l in range(1, len(layers) // 2 + 1)]
-
-
-def reference_pre_jacobians(model, x):
-    return [vmap(jacrev(m))(x) for m in hidden_maps(model)]
 
 
 # --------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@
 The reference is a hand-written loop over ``torch.optim``'s optimizers with two parameter
 groups (weights with the decay, biases with none), fed the same minibatches.
 """
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

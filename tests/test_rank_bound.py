@@ -17,25 +17,15 @@ from torch import nn
 from torch.func import jacrev, vmap
 
 import lctools
+from helpers import hidden_maps, random_mlp as _random_mlp
 from lctools.rank import RankBound, local_rank_bound
 
 
+def random_mlp(in_dim, widths, out_dim=2, **kw):
+    return _random_mlp(in_dim, widths, out_dim, **kw)
+
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def random_mlp(in_dim, widths, out_dim=2, seed=0, activation="relu", dtype=torch.float64):
-    torch.manual_seed(seed)
-    net = lctools.MLP(in_dim, widths, out_dim, activation=activation, negative_slope=0.2)
-    for m in net:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))
-            nn.init.normal_(m.bias, std=0.3)
-    return net.to(dtype)
-
-
-def hidden_maps(model):
-    layers = list(model)
-    return [nn.Sequential(*layers[: 2 * l - 1]) for l in range(1, len(layers) // 2 + 1)]
 
 
 def reference(model, x, sigma, eps):

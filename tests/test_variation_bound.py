@@ -18,19 +18,10 @@ from torch import nn
 from torch.func import jacrev, vmap
 
 import lctools
+from helpers import random_mlp
 from lctools.variation import TVBound, total_variation_bound
 
 RTOL = 1e-9  # float64 nets: the inequalities hold up to rounding
-
-
-def random_mlp(in_dim, widths, out_dim, seed=0, bias_std=0.3, activation="relu", dtype=torch.float64):
-    torch.manual_seed(seed)
-    net = lctools.MLP(in_dim, widths, out_dim, activation=activation, negative_slope=0.2)
-    for m in net:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=1.3 / math.sqrt(m.in_features))
-            nn.init.normal_(m.bias, std=bias_std)
-    return net.to(dtype)
 
 
 def phi(t, s):
