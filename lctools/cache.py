@@ -3,11 +3,15 @@
 An entry is identified by a *configuration*: a JSON-like dict that fully describes the
 computation (model, data, optimiser, steps, seeds, ...).  Its key is
 
-    sha256( canonical JSON of {"config": config, "lctools": lctools.__version__,
+    sha256( canonical JSON of {"config": config, "lctools": CACHE_VERSION,
                                "torch": torch major.minor} )
 
 with sorted keys, so the same configuration gives the same key in every session, and a
-new lctools or torch version starts afresh.  Each entry is a directory ``<root>/<key>/``
+change of lctools' numerics (:data:`lctools.versions.CACHE_VERSION`) or of torch's version
+starts afresh.  For trained models (:func:`cached_train`, :func:`cached_train_ensemble`)
+the configuration also holds the data's fingerprint and the *model's*: its architecture
+(every layer, width and activation) and its initial parameters, so changing the model
+without changing ``config`` never loads another model's weights.  Each entry is a directory ``<root>/<key>/``
 holding ``config.json``, ``result.json``, optionally ``model.pt`` (a ``state_dict``), and
 ``MANIFEST.json``, written last, with the sha256 of every other file.
 
@@ -19,21 +23,29 @@ Guarantees:
 - entries are written into a temporary directory under the root and moved into place
   with ``os.replace``, so a run killed mid-way never leaves a half-written entry in use;
 - a miss and a later hit return the same value: results are returned as their JSON
-  round-trip in both cases (lists for tuples/arrays, plain floats for numpy scalars).
+  round-trip in both cases (lists for tuples/arrays, plain floats for numpy scalars);
+- nothing computed is lost: when an entry cannot be written (a read-only folder or
+  filesystem, ``LCTOOLS_CACHE`` naming a file, a failed move) a :class:`CacheWarning` says
+  so and the value is returned all the same; temporary files of killed writers are removed
+  (:meth:`ResultsCache.remove_orphans`);
+- training checkpoints are read as data only (``torch.load(weights_only=True)``), and
+  Ctrl-C during a checkpointed ensemble run saves the state and raises
+  :class:`TrainingInterrupted` ("interrupted at step X of Y; run again to resume").
 
 Root directory: the ``root`` argument, else the environment variable ``LCTOOLS_CACHE``,
-else ``~/.cache/lctools/results``.  ``LCTOOLS_CACHE=off`` (or ``enabled=False``) turns
-caching off: everything is computed, nothing is read or written.
+else ``~/.cache/lctools/results``.  ``LCTOOLS_CACHE=off`` (also ``none``, ``0``, ``false``,
+``no``, in any case; or ``enabled=False``) turns caching off: everything is computed,
+nothing is read or written.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import math
 import os
+import re
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
@@ -43,92 +55,47 @@ import torch
 from torch import nn
 
 from . import training
+from .checkpoints import ORPHAN_AGE, TrainingInterrupted
+from .ensemble import Ensemble, train_ensemble
+from .hashing import canonical, dumps, model_fingerprint, result_json, sha256, tensor_fingerprint, torch_version
 from .models import build_seeded
+from .versions import CACHE_VERSION
 
-__all__ = ["ResultsCache", "CacheWarning", "cached_train", "cached_train_ensemble", "canonical"]
+__all__ = ["ResultsCache", "CacheWarning", "TrainingInterrupted", "cached_train", "cached_train_ensemble",
+           "canonical", "cache_disabled_by_env", "ENV", "OFF"]
 
 ENV = "LCTOOLS_CACHE"
-OFF = ("off", "false", "0", "no")
+OFF = ("off", "false", "0", "no", "none", "disable", "disabled")
 DEFAULT_ROOT = "~/.cache/lctools/results"
 MANIFEST = "MANIFEST.json"
 _TMP = ".tmp-"
 
 
 class CacheWarning(UserWarning):
-    """An entry was found incomplete or corrupt and is being recomputed."""
+    """An entry was found incomplete or corrupt and is being recomputed, or a result could
+    not be stored (it is returned all the same)."""
 
 
-# ----------------------------------------------------------------------------- JSON
-def canonical(value: Any, where: str = "config") -> Any:
-    """``value`` as plain JSON types: numbers, strings, bools, None, lists and dicts with
-    string keys.  Tuples become lists, numpy scalars and arrays Python numbers and lists,
-    ``torch.dtype``/``torch.device`` their names, non-finite floats ``{"__float__": "inf"}``.
-    Anything else (a tensor, a function, an object) raises ``ValueError`` naming where it is."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.generic):
-        return canonical(value.item(), where)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else {"__float__": repr(float(value))}
-    if isinstance(value, (list, tuple)):
-        return [canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, np.ndarray):
-        return canonical(value.tolist(), where)
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ValueError(f"{where} has a non-string key {k!r}; configuration keys must be strings.")
-            out[k] = canonical(v, f"{where}[{k!r}]")
-        return out
-    if isinstance(value, (torch.dtype, torch.device)):
-        return str(value)
-    if isinstance(value, torch.Tensor):
-        raise ValueError(
-            f"{where} is a torch.Tensor, which cannot be part of a cache configuration: describe it "
-            "instead (e.g. the data set's name, size and seed), or use .tolist() for a few numbers."
-        )
-    if callable(value):
-        raise ValueError(
-            f"{where} is a function ({getattr(value, '__name__', type(value).__name__)}), which cannot be part "
-            "of a cache configuration: name it with a string instead."
-        )
-    raise ValueError(
-        f"{where} has type {type(value).__name__}, which is not JSON-serialisable; a cache configuration "
-        "may hold numbers, strings, bools, None, lists, tuples, dicts and numpy scalars."
-    )
+def cache_disabled_by_env(value: Optional[str] = None) -> bool:
+    """Whether ``LCTOOLS_CACHE`` (or ``value``) turns caching off: one of :data:`OFF`, in any
+    case and with surrounding spaces (``off``, ``none``, ``0``, ``false``, ``no``, ...)."""
+    value = os.environ.get(ENV, "") if value is None else value
+    return value.strip().lower() in OFF
 
 
-def _result_json(result: Any, where: str = "result") -> Any:
-    """Like :func:`canonical`, but results may also hold tensors and numpy arrays (stored as
-    nested lists) and NaN/inf (stored as JSON NaN/Infinity, which Python's json reads back)."""
-    if isinstance(result, (torch.Tensor, np.ndarray)):
-        return _result_json(result.tolist() if isinstance(result, np.ndarray) else result.detach().cpu().tolist(), where)
-    if isinstance(result, np.generic):
-        return _result_json(result.item(), where)
-    if isinstance(result, float):
-        return float(result)
-    if isinstance(result, (list, tuple)):
-        return [_result_json(v, f"{where}[{i}]") for i, v in enumerate(result)]
-    if isinstance(result, Mapping):
-        if not all(isinstance(k, str) for k in result):
-            raise ValueError(f"{where} has non-string keys; result keys must be strings.")
-        return {k: _result_json(v, f"{where}[{k!r}]") for k, v in result.items()}
-    return canonical(result, where)
+_TMP_PID = re.compile(r"^\.tmp-(?:trash-.*-)?(\d+)(?:-|$)")
 
 
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _torch_version() -> str:
-    return ".".join(torch.__version__.split("+")[0].split(".")[:2])
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 # ----------------------------------------------------------------------------- cache
@@ -143,7 +110,7 @@ class ResultsCache:
 
     def __init__(self, root: Union[str, os.PathLike, None] = None, enabled: Optional[bool] = None):
         env = os.environ.get(ENV, "").strip()
-        env_off = env.lower() in OFF
+        env_off = cache_disabled_by_env(env)
         if enabled is None:
             enabled = not env_off
         if root is None:
@@ -156,16 +123,14 @@ class ResultsCache:
 
     # -- keys
     def _payload(self, config: Mapping) -> dict:
-        import lctools
-
         if not isinstance(config, Mapping):
             raise ValueError(f"config must be a dict, got {type(config).__name__}.")
-        return {"config": canonical(config), "lctools": str(lctools.__version__), "torch": _torch_version()}
+        return {"config": canonical(config), "lctools": CACHE_VERSION, "torch": torch_version()}
 
     def key(self, config: Mapping) -> str:
-        """sha256 (hex) of the canonical JSON of the configuration, lctools' version and
-        torch's major.minor version."""
-        return _sha256(_dumps(self._payload(config)))
+        """sha256 (hex) of the canonical JSON of the configuration, lctools'
+        :data:`~lctools.versions.CACHE_VERSION` and torch's major.minor version."""
+        return sha256(dumps(self._payload(config)))
 
     def path(self, config: Mapping) -> Path:
         """The entry directory of ``config`` (which may not exist yet)."""
@@ -191,14 +156,14 @@ class ResultsCache:
                 data[name] = (entry / name).read_bytes()
             except OSError:
                 return None, f"{name} is missing"
-            if _sha256(data[name]) != digest:
+            if sha256(data[name]) != digest:
                 return None, f"{name} does not match its checksum"
-        if data["config.json"] != _dumps(payload):
+        if data["config.json"] != dumps(payload):
             return None, "its stored configuration differs from the requested one"
         return data, ""
 
     def _load(self, payload: dict):
-        entry = self.root / _sha256(_dumps(payload))
+        entry = self.root / sha256(dumps(payload))
         data, reason = self._read(entry, payload)
         if data is None and reason != "missing":
             warnings.warn(f"lctools cache: entry {entry} is unusable ({reason}); recomputing it.", CacheWarning,
@@ -221,7 +186,7 @@ class ResultsCache:
 
     def __contains__(self, config: Mapping) -> bool:
         payload = self._payload(config)
-        return self._read(self.root / _sha256(_dumps(payload)), payload)[0] is not None
+        return self._read(self.root / sha256(dumps(payload)), payload)[0] is not None
 
     # -- writing
     def store(self, config: Mapping, result: Any, state_dict: Optional[Mapping] = None) -> Any:
@@ -229,28 +194,74 @@ class ResultsCache:
         ``result``.  ``state_dict`` (optional) is saved with ``torch.save`` as ``model.pt``.
         When caching is disabled nothing is written."""
         payload = self._payload(config)
-        text = json.dumps(_result_json(result), sort_keys=True).encode()
+        text = json.dumps(result_json(result), sort_keys=True).encode()
         if not self.enabled:
             return json.loads(text)
-        files = {"config.json": _dumps(payload), "result.json": text}
+        files = {"config.json": dumps(payload), "result.json": text}
         if state_dict is not None:
             buf = io.BytesIO()
             torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buf)
             files["model.pt"] = buf.getvalue()
-        key = _sha256(files["config.json"])
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP}{key[:12]}-", dir=self.root))
+        key = sha256(files["config.json"])
+        tmp = None
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.remove_orphans()
+            tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP}{os.getpid()}-{key[:12]}-", dir=self.root))
             for name, data in files.items():
                 _write(tmp / name, data)
-            manifest = {"files": {name: _sha256(data) for name, data in files.items()}, "key": key,
+            manifest = {"files": {name: sha256(data) for name, data in files.items()}, "key": key,
                         "lctools": payload["lctools"], "torch": payload["torch"]}
             _write(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())  # last
             self._commit(tmp, self.root / key, payload)
+        except OSError as exc:  # read-only folder or filesystem, a file in the way, a failed move
+            warnings.warn(f"lctools cache: could not store the result under {self.root} ({exc}); it is "
+                          "returned but not cached. Set LCTOOLS_CACHE to a writable folder, or to 'off'.",
+                          CacheWarning, stacklevel=2)
         finally:
-            if tmp.exists():
+            if tmp is not None and tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return json.loads(text)
+
+    def writable(self) -> bool:
+        """Whether entries can be stored under the root: a folder can be made there and moved
+        into place, as :meth:`store` does (creates the root if needed; ``False`` when caching
+        is disabled).  ``python -m lctools.reproduce`` asks this before computing."""
+        if not self.enabled:
+            return False
+        probe = None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = Path(tempfile.mkdtemp(prefix=f"{_TMP}{os.getpid()}-probe-", dir=self.root))
+            moved = probe.with_name(probe.name + "-moved")
+            os.replace(probe, moved)
+            probe = moved
+            return True
+        except OSError:
+            return False
+        finally:
+            if probe is not None:
+                shutil.rmtree(probe, ignore_errors=True)
+
+    def remove_orphans(self) -> int:
+        """Delete temporary directories (``.tmp-<pid>-...``) and training-checkpoint temporary
+        files left by processes that were killed mid-write: their process is not running on
+        this host, or they are older than a day.  Returns the number removed."""
+        from .checkpoints import remove_orphans
+
+        removed = 0
+        if not self.root.is_dir():
+            return 0
+        for p in self.root.glob(f"{_TMP}*"):
+            try:
+                m = _TMP_PID.match(p.name)
+                dead = m is not None and not _pid_alive(int(m.group(1)))
+                if dead or time.time() - p.stat().st_mtime > ORPHAN_AGE:
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+                    removed += 1
+            except OSError:
+                pass
+        return removed + remove_orphans(self.root / "checkpoints")
 
     def _commit(self, tmp: Path, entry: Path, payload: dict) -> None:
         for _ in range(3):
@@ -310,7 +321,7 @@ def _write(path: Path, data: bytes) -> None:
 
 def _remove(path: Path) -> None:
     """Move aside atomically, then delete (readers never see a half-deleted entry)."""
-    trash = path.with_name(f"{_TMP}trash-{path.name}-{os.getpid()}")
+    trash = path.with_name(f"{_TMP}{os.getpid()}-trash-{path.name}")
     try:
         os.replace(path, trash)
     except OSError:
@@ -319,18 +330,14 @@ def _remove(path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- train-or-load
-def _fingerprint(t: torch.Tensor) -> dict:
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"X and y must be torch tensors, got {type(t).__name__}.")
-    arr = t.detach().cpu().contiguous()
-    return {"dtype": str(arr.dtype), "shape": list(arr.shape),
-            "sha256": _sha256(arr.reshape(-1).view(torch.uint8).numpy().tobytes()) if arr.numel() else ""}
-
-
-def _train_key(kind: str, config: Mapping, X, y, metric_names, train_kwargs: Mapping) -> dict:
+def _train_key(kind: str, config: Mapping, X, y, metric_names, train_kwargs: Mapping, model: nn.Module) -> dict:
     """The cache configuration of a training run: the caller's ``config``, the training
-    arguments (but ``progress``, ``device`` and checkpoint settings), the metric names and a
-    fingerprint of the data."""
+    arguments (but ``progress``, ``device`` and checkpoint settings), the metric names, a
+    fingerprint of the data and the fingerprint of the initial model (its architecture, with
+    every width and activation, and its initial parameters)."""
+    for name, t in (("X", X), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"X and y must be torch tensors, got {type(t).__name__} for {name}.")
     ignored = ("progress", "device", "checkpoint", "checkpoint_interval")
     kwargs = {k: v for k, v in train_kwargs.items() if k not in ignored}
     if "decay_biases" in kwargs:  # the default (True) keeps the keys of runs made before it existed
@@ -344,7 +351,8 @@ def _train_key(kind: str, config: Mapping, X, y, metric_names, train_kwargs: Map
         kind: canonical(config),
         "train": canonical(kwargs, "train_kwargs"),
         "metrics": list(metric_names),
-        "data": {"X": _fingerprint(X), "y": _fingerprint(y)},
+        "data": {"X": tensor_fingerprint(X), "y": tensor_fingerprint(y)},
+        "model": model_fingerprint(model),
     }
 
 
@@ -377,10 +385,10 @@ def cached_train(
     if not isinstance(cache, ResultsCache):
         cache = ResultsCache(cache)
     metrics = dict(metrics or {})
-    full = _train_key("lctools.cached_train", config, X, y, sorted(metrics), train_kwargs)
     model = build_seeded(build_model, int(train_kwargs.get("seed", 0)))
     if not isinstance(model, nn.Module):
         raise ValueError(f"build_model() must return a torch.nn.Module, got {type(model).__name__}.")
+    full = _train_key("lctools.cached_train", config, X, y, sorted(metrics), train_kwargs, model)
 
     hit = cache.load(full)
     if hit is not None and hit[1] is not None:
@@ -419,14 +427,13 @@ def cached_train_ensemble(
 
     Returns ``(ensemble, histories)`` (one :class:`~lctools.training.History` per member).
     """
-    from .ensemble import Ensemble, train_ensemble
-
     if not isinstance(cache, ResultsCache):
         cache = ResultsCache(cache)
     seeds = [int(s) for s in seeds]
     metric_names = sorted(dict(metrics or {})) + sorted(dict(batched_metrics or {}))
-    full = _train_key("lctools.cached_train_ensemble", config, X, y, metric_names, dict(train_kwargs, seeds=seeds))
     ensemble = Ensemble.build(build_model, seeds)
+    full = _train_key("lctools.cached_train_ensemble", config, X, y, metric_names, dict(train_kwargs, seeds=seeds),
+                      ensemble)
 
     hit = cache.load(full)
     if hit is not None and hit[1] is not None:
@@ -440,7 +447,7 @@ def cached_train_ensemble(
                 ensemble.to(train_kwargs["device"])
             return ensemble, [training.History.from_dict(h) for h in hit[0]["histories"]]
 
-    checkpoint = cache.root / "checkpoints" / f"{cache.key(full)}.pt" if cache.enabled else None
+    checkpoint = cache.root / "checkpoints" / f"{cache.key(full)}.pt" if cache.writable() else None
     histories = train_ensemble(ensemble, X, y, metrics=metrics, batched_metrics=batched_metrics, seeds=seeds,
                                checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, **train_kwargs)
     result = cache.store(full, {"histories": [h.to_dict() for h in histories]}, state_dict=ensemble.state_dict())

@@ -48,7 +48,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._network import parse_network
-from .cache import _dumps, _fingerprint as _tensor_fingerprint, _sha256, canonical
+from .checkpoints import CheckpointWarning, TrainingInterrupted, deferred_interrupt, load_checkpoint, save_atomic
+from .hashing import canonical, digest, tensor_fingerprint
 from .models import build_seeded
 from .training import History, check_model_fits, check_train_args, loss_function, metric_array
 from .validation import as_float, check_bool, check_device
@@ -106,6 +107,12 @@ class Ensemble(nn.Module):
 
     def __len__(self) -> int:
         return self.weights_t[0].shape[0]
+
+    def extra_repr(self) -> str:
+        # part of the cache's model fingerprint: everything that is not a parameter
+        widths = [w.shape[2] for w in self.weights_t]
+        return f"size={len(self)}, in_dim={self.weights_t[0].shape[1]}, widths={widths}, slopes={self.slopes}, " \
+               f"flatten={self.flatten}"
 
     @property
     def weights(self) -> List[torch.Tensor]:
@@ -376,34 +383,16 @@ def _capture(step_fn, idx: torch.Tensor):
     return graph, static_idx
 
 
-def _fingerprint(tensors: Dict[str, torch.Tensor], settings: dict) -> str:
+def _run_fingerprint(tensors: Dict[str, torch.Tensor], settings: dict) -> str:
     """sha256 of what determines a training run (checkpoints from another run are refused):
-    the cache's fingerprints of ``tensors`` and the canonical JSON of ``settings``."""
-    return _sha256(_dumps({"tensors": {k: _tensor_fingerprint(t) for k, t in tensors.items()},
-                           "settings": canonical(settings, "settings")}))
+    the fingerprints of ``tensors`` and the canonical JSON of ``settings``."""
+    return digest({"tensors": {k: tensor_fingerprint(t) for k, t in tensors.items()},
+                   "settings": canonical(settings, "settings")})
 
 
-def _load_checkpoint(path: Path, fingerprint: str) -> Optional[dict]:
-    """The checkpoint at ``path`` if it exists and belongs to the run ``fingerprint``; else
-    ``None`` (with a warning when a file is there but unusable)."""
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # unreadable (e.g. truncated by hand): start afresh
-        warnings.warn(f"checkpoint {path} could not be read ({exc}); starting afresh.")
-        return None
-    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
-        warnings.warn(f"checkpoint {path} belongs to another run; starting afresh.")
-        return None
-    return state
-
-
-def _save_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _as_tensors(records: list) -> list:
+    """numpy records as tensors (checkpoints are loaded with ``weights_only=True``)."""
+    return [torch.from_numpy(np.ascontiguousarray(r)) for r in records]
 
 
 def train_ensemble(
@@ -486,13 +475,13 @@ def train_ensemble(
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     fingerprint = None
     if ckpt_path is not None:
-        fingerprint = _fingerprint(
+        fingerprint = _run_fingerprint(
             dict(params=torch.cat([p.detach().double().flatten() for p in params]), X=X, y=y),
             dict(steps=steps, lr=lr_k.tolist(), weight_decay=wd_k.tolist(), batch_size=batch_size, optimizer=optimizer,
                  loss=loss, seeds=seeds, evals=sorted(eval_set), slopes=ensemble.slopes, metrics=sorted(names),
                  **({} if decay_biases else {"decay_biases": False})),
         )
-        state = _load_checkpoint(ckpt_path, fingerprint)
+        state = load_checkpoint(ckpt_path, fingerprint)
         if state is not None:
             with torch.no_grad():
                 for p, saved in zip(params, state["params"]):
@@ -502,40 +491,54 @@ def train_ensemble(
                 g.set_state(s)
             perm = None if state["perm"] is None else state["perm"].to(device)
             pos, start_step = int(state["pos"]), int(state["step"])
-            recorded_loss = list(state["loss"])
-            recorded = {k: list(v) for k, v in state["metrics"].items()}
+            recorded_loss = [t.numpy() for t in state["loss"]]
+            recorded = {k: [t.numpy() for t in v] for k, v in state["metrics"].items()}
             print(f"resumed from checkpoint {ckpt_path} at step {start_step} of {steps}", file=sys.stderr)
 
     def save(step: int) -> None:
-        _save_atomic(dict(
-            fingerprint=fingerprint, step=step, params=[p.detach().cpu() for p in params],
-            optimizer=opt.state_dict(), generators=[g.get_state() for g in gens],
-            perm=None if perm is None else perm.cpu(), pos=pos, loss=recorded_loss,
-            metrics=recorded,
-        ), ckpt_path)
+        """Write the state after ``step`` updates (and the evaluations recorded so far).  A
+        checkpoint that cannot be written is reported once, and training goes on without."""
+        nonlocal ckpt_path
+        if ckpt_path is None:
+            return
+        try:
+            save_atomic(dict(
+                fingerprint=fingerprint, step=step, params=[p.detach().cpu() for p in params],
+                optimizer=opt.state_dict(), generators=[g.get_state() for g in gens],
+                perm=None if perm is None else perm.cpu(), pos=pos, loss=_as_tensors(recorded_loss),
+                metrics={k: _as_tensors(v) for k, v in recorded.items()},
+            ), ckpt_path)
+        except OSError as exc:
+            warnings.warn(f"checkpoint {ckpt_path} cannot be written ({exc}); training goes on without "
+                          "checkpoints.", CheckpointWarning, stacklevel=3)
+            ckpt_path = None
 
     def evaluate() -> None:
+        """Record one evaluation; all of it or nothing (an interrupt mid-way records nothing)."""
         with torch.no_grad():
             total = torch.zeros(K, dtype=torch.float64)
             for start in range(0, n, 8192):
                 xb, yb = X[start : start + 8192], y[start : start + 8192]
                 out = ensemble(xb)
                 total += torch.stack([loss_fn(out[k], yb) for k in range(K)]).double().cpu() * len(xb)
-            recorded_loss.append((total / n).numpy())
+            row = {}
             views = ensemble.members() if metrics else []
             for name, fn in metrics.items():
-                recorded[name].append(np.stack([metric_array(fn(view), name) for view in views]))
+                row[name] = np.stack([metric_array(fn(view), name) for view in views])
             for name, fn in batched_metrics.items():
                 value = fn(ensemble)
                 value = value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, float)
                 if value.ndim == 0 or value.shape[0] != K or value.ndim > 2:
                     raise ValueError(f"batched metric {name!r} must return K={K} values (shape (K,) or (K, k)), "
                                      f"got shape {value.shape}.")
-                recorded[name].append(value)
+                row[name] = value
         for name in names:
-            if len(recorded[name]) > 1 and recorded[name][-1].shape != recorded[name][0].shape:
+            if recorded[name] and row[name].shape != recorded[name][0].shape:
                 raise ValueError(f"metric {name!r} changed shape from {recorded[name][0].shape} "
-                                 f"to {recorded[name][-1].shape}.")
+                                 f"to {row[name].shape}.")
+        recorded_loss.append((total / n).numpy())
+        for name in names:
+            recorded[name].append(row[name])
 
     def train_step(idx, X, y):
         for p in params:
@@ -556,38 +559,56 @@ def train_ensemble(
     last_save = time.monotonic()
     ensemble.train()
     desc = f"train ensemble of {K}"
-    with tqdm(total=steps, initial=start_step, disable=not progress, desc=desc, leave=False) as bar:
-        if start_step == 0 and 0 in eval_set:
-            evaluate()
-        for step in range(start_step + 1, steps + 1):
-            if pos >= n:
-                perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
-                pos = 0
-            idx = perm[:, pos : pos + batch_size]  # (K, b): each member's own minibatch
-            pos += batch_size
-            if use_graph and warm >= _GRAPH_WARMUP:
-                b = idx.shape[1]
-                if b not in graphs:  # records the step without running it
-                    graphs[b] = _capture(lambda i: train_step(i, X, y), idx)
-                graphs[b][1].copy_(idx)
-                graphs[b][0].replay()
-            elif use_graph:  # warm-up steps, on a side stream as capture requires
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    train_step(idx, X, y)
-                torch.cuda.current_stream().wait_stream(side)
-                warm += 1
-            else:
-                train_step(idx, X, y)
-            bar.update(1)
-            if step in eval_set:
-                ensemble.eval()
+    done, in_step = start_step, False  # updates done; whether an update is half-way
+    try:
+        with deferred_interrupt(ckpt_path is not None) as interrupt, \
+                tqdm(total=steps, initial=start_step, disable=not progress, desc=desc, leave=False) as bar:
+            if len(recorded_loss) < sum(1 for s in eval_set if s <= start_step):
+                ensemble.eval()  # the evaluation at start_step was interrupted before it was recorded
                 evaluate()
                 ensemble.train()
-                bar.set_postfix(train_loss=f"{float(np.mean(recorded_loss[-1])):.4g}")
-            if ckpt_path is not None and (step in eval_set or time.monotonic() - last_save >= checkpoint_interval):
-                save(step)
-                last_save = time.monotonic()
+            for step in range(start_step + 1, steps + 1):
+                in_step = True
+                if pos >= n:
+                    perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+                    pos = 0
+                idx = perm[:, pos : pos + batch_size]  # (K, b): each member's own minibatch
+                pos += batch_size
+                if use_graph and warm >= _GRAPH_WARMUP:
+                    b = idx.shape[1]
+                    if b not in graphs:  # records the step without running it
+                        graphs[b] = _capture(lambda i: train_step(i, X, y), idx)
+                    graphs[b][1].copy_(idx)
+                    graphs[b][0].replay()
+                elif use_graph:  # warm-up steps, on a side stream as capture requires
+                    side.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(side):
+                        train_step(idx, X, y)
+                    torch.cuda.current_stream().wait_stream(side)
+                    warm += 1
+                else:
+                    train_step(idx, X, y)
+                done, in_step = step, False
+                bar.update(1)
+                if step in eval_set:
+                    ensemble.eval()
+                    evaluate()
+                    ensemble.train()
+                    bar.set_postfix(train_loss=f"{float(np.mean(recorded_loss[-1])):.4g}")
+                if ckpt_path is not None and (step in eval_set or time.monotonic() - last_save >= checkpoint_interval):
+                    save(step)
+                    last_save = time.monotonic()
+                if interrupt.requested:
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        ensemble.train()
+        if ckpt_path is None:
+            raise TrainingInterrupted(done, steps, None) from None
+        if in_step:  # a second Ctrl-C mid-update: the parameters are half-updated, keep the last save
+            saved = load_checkpoint(ckpt_path, fingerprint)
+            raise TrainingInterrupted(0 if saved is None else int(saved["step"]), steps, ckpt_path) from None
+        save(done)  # the state after `done` updates; an unfinished evaluation is redone on resume
+        raise TrainingInterrupted(done, steps, ckpt_path) from None
     if ckpt_path is not None and start_step == steps == 0 and 0 in eval_set:
         save(0)
 

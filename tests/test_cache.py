@@ -59,7 +59,7 @@ def test_changes_recompute(tmp_path, monkeypatch):
     c.get_or_compute(CONFIG, compute)
     c.get_or_compute({**CONFIG, "steps": 21}, compute)
     assert compute.calls == 2
-    monkeypatch.setattr(lctools, "__version__", "99.0.0")
+    monkeypatch.setattr(cache, "CACHE_VERSION", "99")  # a change of numerics starts afresh
     c.get_or_compute(CONFIG, compute)
     assert compute.calls == 3 and len(c) == 3
 
@@ -212,3 +212,130 @@ def test_cached_train_repairs_a_corrupt_model(tmp_path, moons):
     assert torch.equal(m1(X), m2(X))  # retrained deterministically from the seeded initialisation
     with pytest.raises(ValueError, match=r"config\[.X.\] is a torch.Tensor"):
         cache.cached_train({"X": X}, build, X, y, cache=tmp_path, **kwargs)
+
+
+# ----------------------------------------------------------------------------- nothing computed is lost
+def _unwritable(kind, tmp_path, monkeypatch):
+    """A cache root that cannot store, in several ways; returns the root."""
+    import errno
+    import os
+    import tempfile
+
+    if kind == "root is a file":
+        root = tmp_path / "file"
+        root.write_text("not a folder")
+        return root
+    if kind == "root under a file":
+        (tmp_path / "file").write_text("x")
+        return tmp_path / "file" / "cache"
+    if kind == "read-only folder":
+        if os.geteuid() == 0:
+            pytest.skip("root ignores folder permissions")
+        root = tmp_path / "ro"
+        root.mkdir()
+        root.chmod(0o500)
+        return root
+    if kind == "read-only filesystem":
+        def erofs(*a, **k):
+            raise OSError(errno.EROFS, "Read-only file system")
+        monkeypatch.setattr(tempfile, "mkdtemp", erofs)
+        return tmp_path / "c"
+    if kind == "rename fails":
+        def no_replace(src, dst):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dst))
+        monkeypatch.setattr(cache.os, "replace", no_replace)
+        return tmp_path / "c"
+    if kind == "disk full":
+        real_write = cache._write
+
+        def full(path, data):
+            if path.name == "result.json":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_write(path, data)
+        monkeypatch.setattr(cache, "_write", full)
+        return tmp_path / "c"
+    raise AssertionError(kind)
+
+
+UNWRITABLE = ["root is a file", "root under a file", "read-only folder", "read-only filesystem", "rename fails",
+              "disk full"]
+
+
+@pytest.mark.parametrize("kind", UNWRITABLE)
+def test_store_that_cannot_write_warns_and_returns_the_value(tmp_path, monkeypatch, kind):
+    root = _unwritable(kind, tmp_path, monkeypatch)
+    c, compute = cache.ResultsCache(root), Counter()
+    with pytest.warns(cache.CacheWarning, match="could not store"):
+        value = c.get_or_compute(CONFIG, compute)
+    assert value == {"lc": [1.0, 0.5], "acc": 0.75, "arr": [0, 1, 2]} and compute.calls == 1
+    assert not c.writable() or kind == "disk full"
+
+
+@pytest.mark.parametrize("kind", ["root is a file", "read-only filesystem", "rename fails"])
+def test_cached_train_with_unwritable_cache_returns_the_model(tmp_path, monkeypatch, moons, kind):
+    root = _unwritable(kind, tmp_path, monkeypatch)
+    X, y = moons
+    with pytest.warns(cache.CacheWarning, match="could not store"):
+        model, hist = cache.cached_train({"m": 1}, lambda: MLP(2, [4], 2), X, y, cache=root, steps=5,
+                                         eval_steps=[0, 5], progress=False)
+    assert list(hist.steps) == [0, 5] and hist.loss[-1] < hist.loss[0]
+    with pytest.warns(cache.CacheWarning, match="could not store"):
+        ens, hists = cache.cached_train_ensemble({"m": 1}, lambda: MLP(2, [4], 2), [0, 1], X, y, cache=root,
+                                                 steps=5, eval_steps=[0, 5], progress=False)
+    assert len(hists) == 2
+    torch.testing.assert_close(ens.member(0)[0].weight, model[0].weight, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("value", ["none", "None", "NONE", " off ", "OFF", "0", "false", "False", "no"])
+def test_env_values_that_mean_off(tmp_path, monkeypatch, value):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LCTOOLS_CACHE", value)
+    c, compute = cache.ResultsCache(), Counter()
+    assert not c.enabled
+    c.get_or_compute(CONFIG, compute)
+    c.get_or_compute(CONFIG, compute)
+    assert compute.calls == 2 and list(tmp_path.iterdir()) == []  # no folder called "none"
+
+
+def test_orphan_temporaries_of_killed_writers_are_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    c = cache.ResultsCache(tmp_path)
+    (tmp_path / f".tmp-{dead}-0123456789ab-xyz").mkdir()                 # a killed store()
+    (tmp_path / f".tmp-{dead}-trash-{'a' * 64}").mkdir()                  # a killed _remove()
+    live = tmp_path / f".tmp-{os.getpid()}-0123456789ab-live"             # ours, still writing
+    live.mkdir()
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    (ckpts / f".{'b' * 64}.pt.{dead}.tmp").write_bytes(b"half a checkpoint")
+    old = tmp_path / ".tmp-oldformat-abc"                                  # no pid: removed by age
+    old.mkdir()
+    os.utime(old, (0, 0))
+    c.get_or_compute(CONFIG, Counter())
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert live.name in names and all(not n.startswith(".tmp-") or n == live.name for n in names), names
+    assert list(ckpts.iterdir()) == []
+
+
+@pytest.mark.parametrize("change", ["activation", "widths", "slope", "init", "flatten"])
+def test_model_changes_without_config_change_do_not_load_stale_weights(tmp_path, moons, change):
+    X, y = moons
+    base = dict(in_dim=2, widths=[6], out_dim=2, activation="leaky_relu", negative_slope=0.1)
+    other = dict(base, **{"activation": dict(activation="relu"), "widths": dict(widths=[7]),
+                          "slope": dict(negative_slope=0.3), "init": dict(init="he"),
+                          "flatten": dict(flatten=True)}[change])
+    kw = dict(steps=5, eval_steps=[0, 5], progress=False, seed=0)
+    m1, h1 = cache.cached_train({"m": "same"}, lambda: MLP(**base), X, y, cache=tmp_path, **kw)
+    m2, h2 = cache.cached_train({"m": "same"}, lambda: MLP(**other), X, y, cache=tmp_path, **kw)
+    assert len(cache.ResultsCache(tmp_path)) == 2  # a second entry: the model is part of the key
+    ref = MLP(**other)
+    ref.load_state_dict(m2.state_dict())
+    assert repr(m2) == repr(ref)
+    kw.pop("seed")
+    e1, _ = cache.cached_train_ensemble({"m": "same"}, lambda: MLP(**base), [0], X, y, cache=tmp_path, **kw)
+    e2, _ = cache.cached_train_ensemble({"m": "same"}, lambda: MLP(**other), [0], X, y, cache=tmp_path, **kw)
+    assert len(cache.ResultsCache(tmp_path)) == 4
