@@ -181,7 +181,12 @@ class ResultsCache:
             return None
         state = None
         if "model.pt" in data:
-            state = torch.load(io.BytesIO(data["model.pt"]), map_location=map_location, weights_only=True)
+            try:  # data only: a crafted pickle cannot run code here
+                state = torch.load(io.BytesIO(data["model.pt"]), map_location=map_location, weights_only=True)
+            except Exception as exc:
+                warnings.warn(f"lctools cache: model.pt of entry {self.root / sha256(dumps(payload))} could not be "
+                              f"read as data ({type(exc).__name__}); recomputing it.", CacheWarning, stacklevel=2)
+                return None
         return json.loads(data["result.json"]), state
 
     def __contains__(self, config: Mapping) -> bool:

@@ -567,6 +567,8 @@ def train_ensemble(
                 ensemble.eval()  # the evaluation at start_step was interrupted before it was recorded
                 evaluate()
                 ensemble.train()
+            if interrupt.requested:
+                raise KeyboardInterrupt
             for step in range(start_step + 1, steps + 1):
                 in_step = True
                 if pos >= n:
