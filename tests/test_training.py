@@ -141,3 +141,53 @@ def test_train_on_cuda_matches_cpu(moons):
                              metrics={"acc": lambda m: accuracy(m, X, y)})
         assert next(net.parameters()).device.type == device
     np.testing.assert_allclose(runs["cuda"].loss, runs["cpu"].loss, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- clear errors
+def _trainers():
+    from lctools.ensemble import Ensemble, train_ensemble
+
+    yield "train", lambda X, y, **kw: train(make_model(), X, y, 2, progress=False, **kw)
+    yield "train_ensemble", lambda X, y, **kw: train_ensemble(
+        Ensemble.build(lambda: make_model(), [0, 1]), X, y, 2, progress=False, **kw)
+
+
+TRAINERS = dict(_trainers())
+
+
+@pytest.mark.parametrize("trainer", list(TRAINERS))
+@pytest.mark.parametrize("labels, loss", [
+    ([0, 1, 2], "cross_entropy"), ([-1, 0, 1], "cross_entropy"), ([0, 1, 5], "mse"), ([0, -3, 1], "mse"),
+])
+def test_labels_out_of_range(moons, trainer, labels, loss):
+    X, _ = moons
+    y = torch.tensor(labels * (len(X) // 3) + labels[: len(X) % 3])
+    with pytest.raises(ValueError, match=r"labels y must lie in 0\.\.1"):
+        TRAINERS[trainer](X, y, loss=loss)
+
+
+@pytest.mark.parametrize("trainer", list(TRAINERS))
+@pytest.mark.parametrize("width", [1, 3, 10])
+def test_inputs_of_the_wrong_width(moons, trainer, width):
+    X, y = moons
+    with pytest.raises(ValueError, match="cannot take X of shape"):
+        TRAINERS[trainer](torch.rand(len(X), width), y)
+
+
+@pytest.mark.parametrize("trainer", list(TRAINERS))
+def test_float_targets_of_the_wrong_width(moons, trainer):
+    X, _ = moons
+    with pytest.raises(ValueError, match="2 values per point"):
+        TRAINERS[trainer](X, torch.rand(len(X), 3), loss="mse")
+    with pytest.raises(ValueError, match="cross_entropy.*one integer label per point"):
+        TRAINERS[trainer](X, torch.zeros(len(X), 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("trainer", list(TRAINERS))
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "tpu", "mps", "nonsense"])
+def test_unavailable_device_gets_a_clean_message(moons, trainer, device):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    X, y = moons
+    with pytest.raises(ValueError, match="device|torch sees no"):
+        TRAINERS[trainer](X, y, device=device)
