@@ -5,13 +5,13 @@ ReLU Networks* (Patel & Montufar, 2025).  Notation follows the course (DESIGN se
 hidden pre-activations ``z_l = W_l sigma(z_{l-1}) + b_l``, output
 ``N(x) = W_{L+1} sigma(z_L) + b_{L+1}``.
 """
-from . import cache, course, data, ensemble, regions, representation, robustness, training
+from . import (cache, checkpoints, course, data, ensemble, hashing, regions, representation, robustness, training,
+               validation, versions)
 from .complexity import LCBound, gaussian_density, local_complexity, local_complexity_bound
-from .models import MLP, perturb_biases
+from .models import MLP, perturb_biases, preactivations
 from .rank import RankBound, count_singular_values_above, local_rank, local_rank_bound
 from .variation import TVBound, input_jacobian, total_variation, total_variation_bound
-
-__version__ = "0.1.0"
+from .versions import CACHE_VERSION, __version__
 
 __all__ = [
     "cache",
@@ -22,8 +22,13 @@ __all__ = [
     "representation",
     "robustness",
     "training",
+    "checkpoints",
+    "hashing",
+    "validation",
+    "versions",
     "MLP",
     "perturb_biases",
+    "preactivations",
     "local_complexity",
     "local_complexity_bound",
     "LCBound",
@@ -37,4 +42,5 @@ __all__ = [
     "TVBound",
     "input_jacobian",
     "__version__",
+    "CACHE_VERSION",
 ]

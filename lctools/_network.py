@@ -23,6 +23,8 @@ from torch import nn
 
 from .validation import check_finite, check_slope, compute_dtype
 
+__all__ = ["Network", "parse_network", "check_inputs", "chunks", "SUPPORTED"]
+
 SUPPORTED = (
     "an nn.Sequential of nn.Linear layers with nn.ReLU or nn.LeakyReLU between them "
     "(optionally starting with nn.Flatten), or lctools.MLP"
@@ -35,10 +37,14 @@ class Network:
 
     Attributes
     ----------
-    weights : list of tensors ``W_1, ..., W_{L+1}`` with ``W_l`` of shape ``(n_l, n_{l-1})``.
-    biases : list of tensors ``b_1, ..., b_{L+1}``.
-    slopes : list of ``L`` negative slopes, one per hidden layer (0.0 for ReLU).
-    flatten : whether inputs are flattened first (an ``nn.Flatten`` led the model).
+    weights
+        List of tensors ``W_1, ..., W_{L+1}`` with ``W_l`` of shape ``(n_l, n_{l-1})``.
+    biases
+        List of tensors ``b_1, ..., b_{L+1}``.
+    slopes
+        List of ``L`` negative slopes, one per hidden layer (0.0 for ReLU).
+    flatten
+        Whether inputs are flattened first (an ``nn.Flatten`` led the model).
     """
 
     weights: List[torch.Tensor]
@@ -134,6 +140,12 @@ def parse_network(model: nn.Module) -> Network:
     (lctools never calls ``forward``, so it could not see what they do); LeakyReLU slopes
     outside ``[0, 1)`` (:func:`lctools.validation.check_slope`); layers of width 0; NaN or
     infinite parameters; layers on different devices or in different dtypes.
+
+    Example
+    -------
+    >>> import lctools
+    >>> parse_network(lctools.MLP(2, [8, 4], 1)).widths
+    [8, 4]
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}; lctools supports {SUPPORTED}.")
@@ -221,7 +233,14 @@ def parse_network(model: nn.Module) -> Network:
 
 
 def check_inputs(net: Network, x: torch.Tensor) -> torch.Tensor:
-    """Validate a batch of inputs for ``net`` and return it as ``(N, n_0)`` on the net's device/dtype."""
+    """Validate a batch of inputs for ``net`` and return it as ``(N, n_0)`` on the net's device/dtype.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> check_inputs(parse_network(lctools.MLP(2, [4], 1)), torch.zeros(3, 2, dtype=torch.int64)).dtype
+    torch.float32
+    """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x must be a torch.Tensor of shape (N, {net.in_dim}), got {type(x).__name__}.")
     if x.dim() == 0:
@@ -243,7 +262,13 @@ def check_inputs(net: Network, x: torch.Tensor) -> torch.Tensor:
 
 
 def chunks(n: int, size: int):
-    """Yield slices ``[start, stop)`` covering ``range(n)`` in pieces of at most ``size``."""
+    """Yield slices ``[start, stop)`` covering ``range(n)`` in pieces of at most ``size``.
+
+    Example
+    -------
+    >>> list(chunks(5, 2))
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
     size = max(1, int(size))
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))

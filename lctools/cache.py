@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from . import training
-from .checkpoints import ORPHAN_AGE, TrainingInterrupted
+from .checkpoints import ORPHAN_AGE, TrainingInterrupted, remove_orphans
 from .ensemble import Ensemble, train_ensemble
 from .hashing import canonical, dumps, model_fingerprint, result_json, sha256, tensor_fingerprint, torch_version
 from .models import build_seeded
@@ -78,7 +78,13 @@ class CacheWarning(UserWarning):
 
 def cache_disabled_by_env(value: Optional[str] = None) -> bool:
     """Whether ``LCTOOLS_CACHE`` (or ``value``) turns caching off: one of :data:`OFF`, in any
-    case and with surrounding spaces (``off``, ``none``, ``0``, ``false``, ``no``, ...)."""
+    case and with surrounding spaces (``off``, ``none``, ``0``, ``false``, ``no``, ...).
+
+    Example
+    -------
+    >>> cache_disabled_by_env(" None "), cache_disabled_by_env("/tmp/results")
+    (True, False)
+    """
     value = os.environ.get(ENV, "") if value is None else value
     return value.strip().lower() in OFF
 
@@ -104,8 +110,10 @@ class ResultsCache:
 
     Parameters
     ----------
-    root : directory of the entries; default ``$LCTOOLS_CACHE`` or ``~/.cache/lctools/results``.
-    enabled : ``False`` disables caching; default: enabled unless ``LCTOOLS_CACHE=off``.
+    root
+        Directory of the entries; default ``$LCTOOLS_CACHE`` or ``~/.cache/lctools/results``.
+    enabled
+        ``False`` disables caching; default: enabled unless ``LCTOOLS_CACHE=off``.
     """
 
     def __init__(self, root: Union[str, os.PathLike, None] = None, enabled: Optional[bool] = None):
@@ -252,8 +260,6 @@ class ResultsCache:
         """Delete temporary directories (``.tmp-<pid>-...``) and training-checkpoint temporary
         files left by processes that were killed mid-write: their process is not running on
         this host, or they are older than a day.  Returns the number removed."""
-        from .checkpoints import remove_orphans
-
         removed = 0
         if not self.root.is_dir():
             return 0
@@ -386,6 +392,17 @@ def cached_train(
 
     Returns ``(model, history)``; a miss and a later hit return models with identical
     parameters and equal histories (both are the JSON round-trip).
+
+    Example
+    -------
+    >>> import tempfile, torch, lctools
+    >>> X, y = torch.rand(32, 2), torch.randint(0, 2, (32,))
+    >>> build = lambda: lctools.MLP(2, [4], 2)
+    >>> root = tempfile.mkdtemp()
+    >>> m1, h1 = cached_train({"demo": 1}, build, X, y, cache=root, steps=5, progress=False)
+    >>> m2, h2 = cached_train({"demo": 1}, build, X, y, cache=root, steps=5, progress=False)  # loaded
+    >>> h1.to_dict() == h2.to_dict()
+    True
     """
     if not isinstance(cache, ResultsCache):
         cache = ResultsCache(cache)
@@ -431,6 +448,15 @@ def cached_train_ensemble(
     stored.  With caching off nothing is written (and nothing resumes).
 
     Returns ``(ensemble, histories)`` (one :class:`~lctools.training.History` per member).
+
+    Example
+    -------
+    >>> import tempfile, torch, lctools
+    >>> X, y = torch.rand(32, 2), torch.randint(0, 2, (32,))
+    >>> ens, hists = cached_train_ensemble({"demo": 1}, lambda: lctools.MLP(2, [4], 2), [0, 1], X, y,
+    ...                                    cache=tempfile.mkdtemp(), steps=5, progress=False)
+    >>> len(hists)
+    2
     """
     if not isinstance(cache, ResultsCache):
         cache = ResultsCache(cache)

@@ -52,10 +52,13 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     Attributes
     ----------
-    step : the number of updates done; with ``checkpoint`` set, the state after that step
+    step
+        The number of updates done; with ``checkpoint`` set, the state after that step
         is saved there (or, after a second Ctrl-C mid-step, the state of the last save).
-    total : the number of updates asked for.
-    checkpoint : the checkpoint file, or ``None`` when the run had none (progress is lost).
+    total
+        The number of updates asked for.
+    checkpoint
+        The checkpoint file, or ``None`` when the run had none (progress is lost).
     """
 
     def __init__(self, step: int, total: int, checkpoint: Optional[os.PathLike] = None):
@@ -85,7 +88,14 @@ _PID = re.compile(r"\.(\d+)\.tmp$")
 def remove_orphans(folder: Path, pattern: str = ".*.tmp") -> int:
     """Delete temporary files matching ``pattern`` in ``folder`` whose writer is gone: its
     process id (``.<name>.<pid>.tmp``) is not running on this host, or the file is older than
-    :data:`ORPHAN_AGE`.  Returns the number deleted; errors are ignored."""
+    :data:`ORPHAN_AGE`.  Returns the number deleted; errors are ignored.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> remove_orphans(pathlib.Path(tempfile.mkdtemp()))
+    0
+    """
     removed = 0
     folder = Path(folder)
     if not folder.is_dir():
@@ -104,7 +114,15 @@ def remove_orphans(folder: Path, pattern: str = ".*.tmp") -> int:
 
 def save_atomic(obj, path: os.PathLike) -> None:
     """``torch.save(obj)`` to ``path`` atomically (temporary file, then ``os.replace``).
-    Raises ``OSError`` when the folder cannot be written (callers decide whether to warn)."""
+    Raises ``OSError`` when the folder cannot be written (callers decide whether to warn).
+
+    Example
+    -------
+    >>> import tempfile, pathlib, torch
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.pt"
+    >>> save_atomic({"w": torch.ones(1)}, p); p.exists()
+    True
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_orphans(path.parent, f".{path.name}.*.tmp")
@@ -121,7 +139,14 @@ def load_checkpoint(path: os.PathLike, fingerprint: str) -> Optional[dict]:
     """The checkpoint at ``path`` if it exists, unpickles as data only
     (``weights_only=True``: tensors, numbers, strings and containers) and belongs to the run
     ``fingerprint``; else ``None``, with a :class:`CheckpointWarning` when a file is there but
-    unusable (unreadable, holding anything but data, or of another run)."""
+    unusable (unreadable, holding anything but data, or of another run).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> load_checkpoint(pathlib.Path(tempfile.mkdtemp()) / "missing.pt", "abc") is None
+    True
+    """
     path = Path(path)
     remove_orphans(path.parent, f".{path.name}.*.tmp")
     if not path.exists():
@@ -147,7 +172,15 @@ class _Interrupt:
 def deferred_interrupt(enabled: bool = True):
     """Within the block, a first Ctrl-C (SIGINT) only sets ``flag.requested`` (the loop checks it
     at step boundaries); a second one raises ``KeyboardInterrupt`` at once.  Outside the main
-    thread, or with ``enabled=False``, nothing is deferred.  Yields the flag."""
+    thread, or with ``enabled=False``, nothing is deferred.  Yields the flag.
+
+    Example
+    -------
+    >>> with deferred_interrupt() as flag:
+    ...     pass
+    >>> flag.requested
+    False
+    """
     flag = _Interrupt()
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield flag

@@ -126,7 +126,7 @@ def _lc_terms_impl(model, x, sigma, noise_draws, shared_noise, generator, budget
                 noise = shared
             else:
                 noise = [draw((xb.shape[0], n)) for n in net.widths]
-            for l, z, T in hidden_pass(net, xb, noise):
+            for l, z, T, _ in hidden_pass(net, xb, noise):
                 zbar = z if noise is None else z - noise[l - 1]
                 gnorm = row_norms(T, differentiable=differentiable)  # (n, n_l): ||grad_x z_{l,i}||
                 per_point[l - 1].append((gaussian_density(zbar, sigma) * gnorm).sum(dim=1))
@@ -161,25 +161,36 @@ def local_complexity(
 
     Parameters
     ----------
-    model : ``lctools.MLP`` or an ``nn.Sequential`` of Linear and ReLU/LeakyReLU layers.
-    x : inputs, shape ``(N, n_0)`` (or ``(N, ...)`` if the model starts with ``nn.Flatten``);
+    model
+        ``lctools.MLP`` or an ``nn.Sequential`` of Linear and ReLU/LeakyReLU layers.
+    x
+        Inputs, shape ``(N, n_0)`` (or ``(N, ...)`` if the model starts with ``nn.Flatten``);
         samples of the input distribution ``p``.
-    sigma : the bias-noise scale ``s``.
-    noise_draws : number of bias-noise draws ``eps`` per input point; ``0`` gives the
+    sigma
+        The bias-noise scale ``s``.
+    noise_draws
+        Number of bias-noise draws ``eps`` per input point; ``0`` gives the
         noiseless plug-in ``sum_{l,i} phi_s(z_{l,i}(x)) ||grad z_{l,i}(x)||``.  The formula
         integrates each neuron's own noise exactly, so the draws only average over the
         noise of the *other* neurons; the spread of the estimate comes mostly from the
         points (chapter 2 measures it), and more points beat more draws at equal cost.
-    reduction : ``"mean"`` (the estimate of ``LC_s``, a 0-dim tensor), ``"sum"`` or
+    reduction
+        ``"mean"`` (the estimate of ``LC_s``, a 0-dim tensor), ``"sum"`` or
         ``"none"`` (per point, shape ``(N,)``: the inner sum averaged over noise draws).
-    per_layer : add a trailing layer axis (the terms of each hidden layer ``l``); the
+    per_layer
+        Add a trailing layer axis (the terms of each hidden layer ``l``); the
         layers sum to the total.
-    shared_noise : draw one ``eps`` per draw for the whole batch instead of one per point
+    shared_noise
+        Draw one ``eps`` per draw for the whole batch instead of one per point
         (cheaper to explain, higher variance).
-    generator : a ``torch.Generator`` for the noise (its device is used to draw it).
-    budget : elements of a reduced Jacobian held at once (bounds memory; see ``_jacobian``).
-    progress : show a progress bar over noise draws.
-    differentiable : keep the result attached to the model's parameters (for a penalty
+    generator
+        A ``torch.Generator`` for the noise (its device is used to draw it).
+    budget
+        Elements of a reduced Jacobian held at once (bounds memory; see ``_jacobian``).
+    progress
+        Show a progress bar over noise draws.
+    differentiable
+        Keep the result attached to the model's parameters (for a penalty
         ``loss + lambda * LC``); by default it is detached.
 
     Returns
@@ -281,7 +292,8 @@ def preactivation_rms(model: torch.nn.Module, x: torch.Tensor) -> float:
     x = check_inputs(net, x)
     total, count = 0.0, 0
     for sl in chunks(x.shape[0], chunk_size(net)):
-        for _, z, _ in hidden_pass(net, x[sl], jacobians=False):
+        for layer in hidden_pass(net, x[sl], jacobians=False):
+            z = layer.z
             total += float(z.double().square().sum())
             count += z.numel()
     return math.sqrt(total / count)

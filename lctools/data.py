@@ -30,6 +30,7 @@ __all__ = [
     "Dataset",
     "SubspaceDataset",
     "two_moons",
+    "uniform_box",
     "spirals",
     "circles",
     "xor_blobs",

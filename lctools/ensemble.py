@@ -68,12 +68,16 @@ class Ensemble(nn.Module):
 
     Attributes
     ----------
-    weights_t, biases : ``nn.ParameterList`` of ``W_l^T`` ``(K, n_{l-1}, n_l)`` (stored transposed:
+    weights_t, biases
+        ``nn.ParameterList`` of ``W_l^T`` ``(K, n_{l-1}, n_l)`` (stored transposed:
         the forward pass multiplies by ``W_l^T`` and its gradient comes out contiguous) and
         ``b_l`` ``(K, n_l)``, ``l = 1..L+1``.
-    weights : views ``W_l`` of shape ``(K, n_l, n_{l-1})``, as in ``nn.Linear``.
-    slopes : negative slope of each hidden activation (0 for ReLU).
-    flatten : whether inputs are flattened first.
+    weights
+        Views ``W_l`` of shape ``(K, n_l, n_{l-1})``, as in ``nn.Linear``.
+    slopes
+        Negative slope of each hidden activation (0 for ReLU).
+    flatten
+        Whether inputs are flattened first.
     """
 
     def __init__(self, models: Sequence[nn.Module]):
@@ -441,6 +445,15 @@ def train_ensemble(
     training step (minibatch gather, forward, loss, backward, optimizer step) as a CUDA graph
     per minibatch size and replay it.  A small network's step is bound by kernel launches on a
     GPU; a replay is one launch.  The arithmetic is that of the eager step.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> X, y = torch.rand(32, 2), torch.randint(0, 2, (32,))
+    >>> ens = Ensemble.build(lambda: lctools.MLP(2, [4], 2), seeds=[0, 1])
+    >>> hists = train_ensemble(ens, X, y, steps=5, lr=[1e-2, 1e-3], progress=False)
+    >>> [h.config["lr"] for h in hists]
+    [0.01, 0.001]
     """
     if not isinstance(ensemble, Ensemble):
         raise ValueError(f"ensemble must be an lctools.ensemble.Ensemble, got {type(ensemble).__name__}.")

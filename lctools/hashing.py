@@ -27,7 +27,14 @@ def canonical(value: Any, where: str = "config") -> Any:
     """``value`` as plain JSON types: numbers, strings, bools, None, lists and dicts with
     string keys.  Tuples become lists, numpy scalars and arrays Python numbers and lists,
     ``torch.dtype``/``torch.device`` their names, non-finite floats ``{"__float__": "inf"}``.
-    Anything else (a tensor, a function, an object) raises ``ValueError`` naming where it is."""
+    Anything else (a tensor, a function, an object) raises ``ValueError`` naming where it is.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> canonical({"a": (1, np.float32(0.5)), "b": float("inf")})
+    {'a': [1, 0.5], 'b': {'__float__': 'inf'}}
+    """
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, np.generic):
@@ -67,7 +74,14 @@ def canonical(value: Any, where: str = "config") -> Any:
 
 def result_json(result: Any, where: str = "result") -> Any:
     """Like :func:`canonical`, but results may also hold tensors and numpy arrays (stored as
-    nested lists) and NaN/inf (stored as JSON NaN/Infinity, which Python's json reads back)."""
+    nested lists) and NaN/inf (stored as JSON NaN/Infinity, which Python's json reads back).
+
+    Example
+    -------
+    >>> import torch
+    >>> result_json({"x": torch.tensor([1.0, 2.0])})
+    {'x': [1.0, 2.0]}
+    """
     if isinstance(result, (torch.Tensor, np.ndarray)):
         return result_json(result.tolist() if isinstance(result, np.ndarray) else result.detach().cpu().tolist(), where)
     if isinstance(result, np.generic):
@@ -84,27 +98,58 @@ def result_json(result: Any, where: str = "result") -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    """Canonical JSON bytes: sorted keys, no spaces."""
+    """Canonical JSON bytes: sorted keys, no spaces.
+
+    Example
+    -------
+    >>> dumps({"b": 1, "a": [1, 2]})
+    b'{"a":[1,2],"b":1}'
+    """
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 def sha256(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
+    """Hex sha256 of ``data``.
+
+    Example
+    -------
+    >>> sha256(b"")[:8]
+    'e3b0c442'
+    """
     return hashlib.sha256(data).hexdigest()
 
 
 def torch_version() -> str:
-    """torch's ``major.minor`` version."""
+    """torch's ``major.minor`` version.
+
+    Example
+    -------
+    >>> torch_version().count(".")
+    1
+    """
     return ".".join(torch.__version__.split("+")[0].split(".")[:2])
 
 
 def digest(value: Any) -> str:
-    """``sha256(dumps(value))`` of a JSON-like value (already :func:`canonical`)."""
+    """``sha256(dumps(value))`` of a JSON-like value (already :func:`canonical`).
+
+    Example
+    -------
+    >>> digest({"a": 1}) == sha256(dumps({"a": 1}))
+    True
+    """
     return sha256(dumps(value))
 
 
 def tensor_fingerprint(t: torch.Tensor) -> dict:
-    """``{"dtype", "shape", "sha256"}`` of a tensor's bytes (on the CPU, contiguous)."""
+    """``{"dtype", "shape", "sha256"}`` of a tensor's bytes (on the CPU, contiguous).
+
+    Example
+    -------
+    >>> import torch
+    >>> tensor_fingerprint(torch.zeros(2))["shape"]
+    [2]
+    """
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"expected a torch tensor, got {type(t).__name__}.")
     arr = t.detach().cpu().contiguous()
@@ -115,7 +160,14 @@ def tensor_fingerprint(t: torch.Tensor) -> dict:
 def model_fingerprint(model: nn.Module) -> dict:
     """What determines a model before training: its structure (``str(model)``, which names
     every layer, width and activation slope) and a digest of its parameters and buffers
-    (names, dtypes, shapes and bytes)."""
+    (names, dtypes, shapes and bytes).
+
+    Example
+    -------
+    >>> import torch
+    >>> sorted(model_fingerprint(torch.nn.Linear(2, 1)))
+    ['architecture', 'parameters']
+    """
     state = model.state_dict()
     return {"architecture": str(model),
             "parameters": digest({k: tensor_fingerprint(v) for k, v in state.items()})}

@@ -8,10 +8,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ._network import parse_network
+from ._jacobian import hidden_pass
+from ._network import check_inputs, chunks, parse_network
 from .validation import as_float, as_int, check_bool, check_slope, check_widths
 
-__all__ = ["MLP", "perturb_biases", "build_seeded", "linear_layers", "ACTIVATIONS", "INITS"]
+__all__ = ["MLP", "perturb_biases", "preactivations", "build_seeded", "linear_layers", "ACTIVATIONS", "INITS"]
 
 ACTIVATIONS = ("relu", "leaky_relu")
 INITS = ("pytorch", "he")
@@ -26,17 +27,26 @@ class MLP(nn.Sequential):
 
     Parameters
     ----------
-    in_dim : input dimension ``n_0``.
-    widths : hidden widths ``[n_1, ..., n_L]`` (at least one).
-    out_dim : output dimension.
-    activation : ``"relu"`` or ``"leaky_relu"``.
-    negative_slope : slope on the negative side for ``"leaky_relu"``.
-    flatten : put an ``nn.Flatten`` in front (for image inputs).
-    init : ``"pytorch"`` (PyTorch's default uniform initialisation) or ``"he"`` (weights
+    in_dim
+        Input dimension ``n_0``.
+    widths
+        Hidden widths ``[n_1, ..., n_L]`` (at least one).
+    out_dim
+        Output dimension.
+    activation
+        ``"relu"`` or ``"leaky_relu"``.
+    negative_slope
+        Slope on the negative side for ``"leaky_relu"``.
+    flatten
+        Put an ``nn.Flatten`` in front (for image inputs).
+    init
+        ``"pytorch"`` (PyTorch's default uniform initialisation) or ``"he"`` (weights
         ``N(0, 2 / n_{l-1})``, which keeps pre-activations at a constant scale with depth).
-    bias_std : if given, biases are drawn ``N(0, bias_std^2)`` (PyTorch's default biases are
+    bias_std
+        If given, biases are drawn ``N(0, bias_std^2)`` (PyTorch's default biases are
         tiny for wide layers, which puts every zero set close to the origin).
-    seed : if given, the initial parameters are drawn from ``torch.Generator().manual_seed(seed)``
+    seed
+        If given, the initial parameters are drawn from ``torch.Generator().manual_seed(seed)``
         (layer by layer, weights then biases) instead of torch's global random state.
     """
 
@@ -119,7 +129,15 @@ def linear_layers(model: nn.Module) -> list:
 def build_seeded(factory, seed: int) -> nn.Module:
     """``factory()`` called with torch's RNG seeded by ``seed``, inside ``torch.random.fork_rng``
     (the global RNG state, CUDA's included, is left alone): the initial model is a function of
-    the seed."""
+    the seed.
+
+    Example
+    -------
+    >>> import torch
+    >>> a, b = (build_seeded(lambda: torch.nn.Linear(2, 1), 7) for _ in range(2))
+    >>> torch.equal(a.weight, b.weight)
+    True
+    """
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
@@ -153,3 +171,38 @@ def perturb_biases(model: nn.Module, sigma: float, generator: torch.Generator | 
             eps = torch.randn(layer.bias.shape, generator=generator, dtype=layer.bias.dtype)
             layer.bias.add_(sigma * eps.to(layer.bias.device))
     return noisy
+
+
+@torch.no_grad()
+def preactivations(model: nn.Module, x: torch.Tensor, batch_size: int = 65536) -> list:
+    """The hidden pre-activations ``z_l(x) = W_l sigma(z_{l-1}(x)) + b_l`` of every hidden layer.
+
+    Parameters
+    ----------
+    model
+        ``lctools.MLP`` or an ``nn.Sequential`` of Linear and ReLU/LeakyReLU layers.
+    x
+        Inputs ``(N, n_0)`` (or ``(N, ...)`` for a model that starts with ``nn.Flatten``).
+    batch_size
+        Points per forward pass (bounds memory).
+
+    Returns
+    -------
+    list of torch.Tensor
+        ``[z_1, ..., z_L]``, ``z_l`` of shape ``(N, n_l)``, detached, on the model's device.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> zs = lctools.preactivations(lctools.MLP(2, [8, 4], 1, seed=0), torch.rand(5, 2))
+    >>> [tuple(z.shape) for z in zs]
+    [(5, 8), (5, 4)]
+    """
+    net = parse_network(model)
+    x = check_inputs(net, x)
+    size = as_int(batch_size, "batch_size", low=1)
+    parts = [[] for _ in range(net.depth)]
+    for sl in chunks(x.shape[0], size):
+        for layer in hidden_pass(net, x[sl], jacobians=False):
+            parts[layer.l - 1].append(layer.z)
+    return [torch.cat(p) for p in parts]

@@ -197,8 +197,7 @@ def local_rank(
         grams = [None] + [_gram_if_definite(W) for W in net.weights[1:L]]
     for sl in chunks(N, chunk_size(net, budget)):
         prev = None
-        for l, z, T in hidden_pass(net, x[sl]):
-            d = net.derivative(l, z)
+        for l, z, T, d in hidden_pass(net, x[sl]):
             if features == "pre" and l == 1:
                 counts[sl, 0] = layer1
             elif _needs_svd(T, eps):  # eps^2 near the rounding of the Gram matrices
@@ -233,19 +232,30 @@ class RankBound:
 
     Attributes
     ----------
-    lc : ``E_x sum_i phi_s(z_{l,i}(x)) ||grad_x z_{l,i}(x)||``, the noiseless plug-in local
+    lc
+        ``E_x sum_i phi_s(z_{l,i}(x)) ||grad_x z_{l,i}(x)||``, the noiseless plug-in local
         complexity of layer ``l`` (``local_complexity(..., noise_draws=0, per_layer=True)``).
-    row_norm_term : ``C_bias E_x sum_i ||grad_x z_{l,i}(x)||`` (since ``phi_s <= C_bias``).
-    frobenius_term : ``C_bias sqrt(n_l) E_x ||J_l(x)||_F`` (Cauchy-Schwarz over the ``n_l`` rows).
-    pointwise_rank_term : ``C_bias sqrt(n_l) E_x sqrt(r(x) sigma_1(x)^2 + (m_l - r(x)) eps^2)``.
-    bound : ``C_bias sqrt(n_l) sqrt(LR_l S_l^2 + (m_l - LR_l) eps^2)`` (Jensen), the bound in
+    row_norm_term
+        ``C_bias E_x sum_i ||grad_x z_{l,i}(x)||`` (since ``phi_s <= C_bias``).
+    frobenius_term
+        ``C_bias sqrt(n_l) E_x ||J_l(x)||_F`` (Cauchy-Schwarz over the ``n_l`` rows).
+    pointwise_rank_term
+        ``C_bias sqrt(n_l) E_x sqrt(r(x) sigma_1(x)^2 + (m_l - r(x)) eps^2)``.
+    bound
+        ``C_bias sqrt(n_l) sqrt(LR_l S_l^2 + (m_l - LR_l) eps^2)`` (Jensen), the bound in
         terms of the local rank alone and the largest singular value ``S_l``.
-    local_rank : ``LR_l^eps = E_x r(x)`` (pre-activation features, as :func:`local_rank`).
-    sigma_max : ``S_l = max_x sigma_1(J_l(x))`` over the sample.
-    m : ``m_l = min(n_l, n_0)``, the number of singular values of ``J_l``.
-    widths : ``[n_1, ..., n_L]``.
-    c_bias : ``C_bias = sup phi_s = 1 / (s sqrt(2 pi))``.
-    sigma, eps : the noise scale ``s`` and the singular-value threshold ``eps``.
+    local_rank
+        ``LR_l^eps = E_x r(x)`` (pre-activation features, as :func:`local_rank`).
+    sigma_max
+        ``S_l = max_x sigma_1(J_l(x))`` over the sample.
+    m
+        ``m_l = min(n_l, n_0)``, the number of singular values of ``J_l``.
+    widths
+        ``[n_1, ..., n_L]``.
+    c_bias
+        ``C_bias = sup phi_s = 1 / (s sqrt(2 pi))``.
+    sigma, eps
+        The noise scale ``s`` and the singular-value threshold ``eps``.
     """
 
     lc: torch.Tensor
@@ -316,6 +326,13 @@ def local_rank_bound(
     singular values are computed exactly (up to rounding) from the eigenvalues of the
     smaller Gram matrix of the reduced Jacobian (``_jacobian``; same singular values as
     ``J_l``), in float64; results are float64 tensors on the model's device.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> b = local_rank_bound(lctools.MLP(2, [8, 8], 1, seed=0), torch.rand(50, 2), sigma=0.5)
+    >>> b.holds()
+    True
     """
     sigma, eps, budget = check_sigma(sigma), check_eps(eps), as_int(budget, "budget", low=1)
     net = parse_network(model)
@@ -336,7 +353,7 @@ def local_rank_bound(
         return torch.linalg.eigvalsh(_smaller_gram(T)).clamp_min(0).sqrt()
 
     for sl in chunks(N, chunk_size(net, budget)):
-        for l, z, T in hidden_pass(net, x[sl]):
+        for l, z, T, _ in hidden_pass(net, x[sl]):
             B, i = z.shape[0], l - 1
             gnorm = row_norms(T, torch.float64)  # (B, n_l)
             # layer 1: J_1 = W_1 at every x, one spectrum for the batch

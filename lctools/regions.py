@@ -61,7 +61,14 @@ def _check_2d(net: Network, what: str) -> None:
 def pattern_colors(patterns: np.ndarray, cmap="turbo", lighten: float = 0.45) -> np.ndarray:
     """RGBA colour per activation pattern (rows of a bool array): a stable hash of the pattern
     mapped through ``cmap`` and mixed with white, so equal patterns get equal colours in every
-    figure (exact partitions and raster maps alike)."""
+    figure (exact partitions and raster maps alike).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> pattern_colors(np.array([[True, False], [True, False]])).shape
+    (2, 4)
+    """
     import matplotlib
 
     cm = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
@@ -240,6 +247,13 @@ def partition2d(model, bounds=(-1, 1, -1, 1)) -> Partition:
     Returns a :class:`Partition` with ``num_regions``, ``boundary_length`` (``vol_1`` of the zero
     sets inside ``K``), ``boundary_length_per_layer``, ``area = vol_2(K)``, ``patterns`` and ``plot``.
     Works for ReLU and LeakyReLU nets on any device/dtype (computed in float32 on the CPU).
+
+    Example
+    -------
+    >>> import lctools
+    >>> p = partition2d(lctools.MLP(2, [8, 8], 1, seed=0))
+    >>> p.num_regions > 1, p.area
+    (True, 4.0)
     """
     import regioncam
 
@@ -264,6 +278,14 @@ def partition_through_points(model, points, labels: Optional[Sequence[str]] = No
     areas in plane coordinates ``u`` are those in input space.  The square
     ``[-s, s]^2`` has ``s = size * max |u|`` over the three points (regioncam's choice).
     ``Partition.plot`` marks the points with ``labels`` (default ``x1, x2, x3``).
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> pts = torch.eye(3, 5)
+    >>> p = partition_through_points(lctools.MLP(5, [8], 1, seed=0), pts)
+    >>> p.num_regions >= 1
+    True
     """
     import regioncam
 
@@ -332,7 +354,14 @@ class PatternMap:
 @torch.no_grad()
 def pattern_map(model, bounds=(-1, 1, -1, 1), resolution: int = 400, batch_size: int = 65536) -> PatternMap:
     """Activation patterns ``(z_{l,i}(x) > 0)_{l,i}`` on a ``resolution x resolution`` grid of pixel
-    centres in ``bounds``, computed with torch on the model's device in batches of ``batch_size``."""
+    centres in ``bounds``, computed with torch on the model's device in batches of ``batch_size``.
+
+    Example
+    -------
+    >>> import lctools
+    >>> pattern_map(lctools.MLP(2, [8], 1, seed=0), resolution=32).ids.shape
+    (32, 32)
+    """
     net = parse_network(model)
     _check_2d(net, "pattern_map")
     x0, x1, y0, y1 = _check_bounds(bounds)
@@ -348,7 +377,7 @@ def pattern_map(model, bounds=(-1, 1, -1, 1), resolution: int = 400, batch_size:
     for sl in chunks(res * res, batch_size):
         idx = torch.arange(sl.start, sl.stop, device=net.device)
         grid = torch.stack([xs[idx % res], ys[idx // res]], dim=1)
-        bits = [z > 0 for _, z, _ in hidden_pass(net, grid, jacobians=False)]
+        bits = [layer.z > 0 for layer in hidden_pass(net, grid, jacobians=False)]
         b = torch.nn.functional.pad(torch.cat(bits, dim=1), (0, 8 * nbytes - n))
         packed.append((b.view(-1, nbytes, 8).long() * bitval).sum(-1).to(torch.uint8).cpu().numpy())
     uniq, inv = np.unique(np.concatenate(packed), axis=0, return_inverse=True)
@@ -359,16 +388,29 @@ def pattern_map(model, bounds=(-1, 1, -1, 1), resolution: int = 400, batch_size:
 @torch.no_grad()
 def activation_patterns(model, x) -> torch.Tensor:
     """The activation patterns ``(z_{l,i}(x) > 0)_{l,i}`` of the inputs ``x``, as a bool tensor
-    of shape ``(N, #hidden neurons)`` (neurons of layer 1 first), on the CPU."""
+    of shape ``(N, #hidden neurons)`` (neurons of layer 1 first), on the CPU.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> activation_patterns(lctools.MLP(2, [8, 4], 1, seed=0), torch.rand(5, 2)).shape
+    torch.Size([5, 12])
+    """
     net = parse_network(model)
     x = check_inputs(net, x)
-    return torch.cat([z > 0 for _, z, _ in hidden_pass(net, x, jacobians=False)], dim=1).cpu()
+    return torch.cat([layer.z > 0 for layer in hidden_pass(net, x, jacobians=False)], dim=1).cpu()
 
 
 def arrangement_bound(n0: int, n: int) -> int:
     """The most regions ``n`` hyperplanes can cut ``R^{n0}`` into (Zaslavsky):
     ``sum_{j=0}^{n0} C(n, j)``, reached by hyperplanes in general position; the number of
-    activation regions of a network with one hidden layer of width ``n``."""
+    activation regions of a network with one hidden layer of width ``n``.
+
+    Example
+    -------
+    >>> arrangement_bound(2, 3)  # three lines in general position cut the plane into 7 regions
+    7
+    """
     return sum(math.comb(n, j) for j in range(n0 + 1))
 
 
@@ -377,7 +419,13 @@ def serra_bound(n0: int, widths: Sequence[int]) -> int:
     of linear regions of a ReLU network with input dimension ``n0`` and hidden widths
     ``n_1, ..., n_L``: ``sum over (j_1, ..., j_L) in J of prod_l C(n_l, j_l)`` with
     ``J = {0 <= j_l <= min(n0, n_1 - j_1, ..., n_{l-1} - j_{l-1}, n_l)}``.  For one layer it is
-    :func:`arrangement_bound`."""
+    :func:`arrangement_bound`.
+
+    Example
+    -------
+    >>> serra_bound(2, [3]) == arrangement_bound(2, 3)
+    True
+    """
     widths = [int(n) for n in widths]
     total = 0
     for js in itertools.product(*(range(min(n0, n) + 1) for n in widths)):

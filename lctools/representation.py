@@ -131,6 +131,12 @@ def parameter_norm(model: nn.Module, include_biases: bool = True, differentiable
     Returns a 0-dim float64 tensor (summed in float64), detached; with
     ``differentiable=True`` it stays attached to the parameters, so that it can serve as an
     explicit penalty ``lambda * parameter_norm(model, differentiable=True)`` in a loss.
+
+    Example
+    -------
+    >>> import lctools
+    >>> float(parameter_norm(lctools.MLP(2, [4], 1, seed=0))) > 0
+    True
     """
     include_biases = _check_include_biases(include_biases)
     total = None
@@ -147,7 +153,14 @@ def neuron_norms(model: nn.Module, include_biases: bool = True) -> List[tuple]:
     """Per hidden layer ``l``, the pair ``(incoming, outgoing)`` of float64 tensors ``(n_l,)``:
     ``incoming_i = ||W_l[i, :]||^2 + b_{l,i}^2`` (bias only if ``include_biases``) and
     ``outgoing_i = ||W_{l+1}[:, i]||^2``, the squared norms that a rescaling of neuron
-    ``(l, i)`` multiplies by ``alpha^2`` and ``1 / alpha^2``."""
+    ``(l, i)`` multiplies by ``alpha^2`` and ``1 / alpha^2``.
+
+    Example
+    -------
+    >>> import lctools
+    >>> len(neuron_norms(lctools.MLP(2, [4, 3], 1, seed=0)))
+    2
+    """
     include_biases = _check_include_biases(include_biases)
     lins = _linears(model)
     out = []
@@ -162,7 +175,14 @@ def neuron_norms(model: nn.Module, include_biases: bool = True) -> List[tuple]:
 def imbalance(model: nn.Module, include_biases: bool = True) -> float:
     """``max_{l,i} |in_{l,i} - out_{l,i}| / (in_{l,i} + out_{l,i})`` over hidden neurons with
     ``in + out > 0`` (squared incoming/outgoing norms, :func:`neuron_norms`): 0 for a
-    balanced parametrisation, at most 1."""
+    balanced parametrisation, at most 1.
+
+    Example
+    -------
+    >>> import lctools
+    >>> imbalance(balance(lctools.MLP(2, [4], 1, seed=0))) < 1e-6
+    True
+    """
     worst = 0.0
     for inc, outg in neuron_norms(model, include_biases):
         tot = inc + outg
@@ -204,6 +224,14 @@ def rescale_neurons(model: nn.Module, layer: int, alpha: AlphaLike) -> nn.Module
 
     Raises ``ValueError`` for a layer out of range, a wrong number of factors, or factors
     that are not finite and positive.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> net = lctools.MLP(2, [4], 1, seed=0)
+    >>> x = torch.rand(5, 2)
+    >>> torch.allclose(rescale_neurons(net, 1, 3.0)(x), net(x), atol=1e-6)
+    True
     """
     net = parse_network(model)
     layer = _check_layer(layer, net.depth)
@@ -228,6 +256,14 @@ def rescale_layers(model: nn.Module, c: Sequence[float], rtol: float = 1e-6) -> 
     Then ``z_k`` becomes ``(c_1 ... c_k) z_k`` (positive homogeneity), and ``N`` is unchanged
     because the product of all factors is 1.  This is the special case of
     :func:`rescale_neurons` with ``alpha_{l,i} = c_1 ... c_l`` for every neuron of layer ``l``.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> net = lctools.MLP(2, [4], 1, seed=0)
+    >>> x = torch.rand(5, 2)
+    >>> torch.allclose(rescale_layers(net, [2.0, 0.5])(x), net(x), atol=1e-6)
+    True
     """
     net = parse_network(model)
     arr = _as_positive(c, f"{net.depth + 1} positive numbers, one per nn.Linear layer", "c")
@@ -323,6 +359,14 @@ def balance(model: nn.Module, include_biases: bool = True, tol: float = 1e-7, ma
     function as ``model`` up to one rounding per parameter.  Neurons whose incoming or
     outgoing weights are all zero are left alone (their orbit infimum is not attained).
     ``include_biases`` says which norm is minimised (:func:`parameter_norm`).
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> net = lctools.MLP(2, [4], 1, seed=0)
+    >>> x = torch.rand(5, 2)
+    >>> torch.allclose(balance(net)(x), net(x), atol=1e-5)
+    True
     """
     include_biases = _check_include_biases(include_biases)
     _check_tol(tol, max_sweeps)
@@ -344,17 +388,26 @@ class RepresentationCost:
 
     Attributes
     ----------
-    value : ``R_hat`` (``exact``), or the norm of the balanced parametrisation found by
+    value
+        ``R_hat`` (``exact``), or the norm of the balanced parametrisation found by
         :func:`balance` (an upper bound on ``R_hat``, equal to it when ``converged``).
-    exact : True for one hidden layer: ``value = sum_i 2 ||w~_i|| ||a_i|| + ||b_2||^2`` in closed form.
-    norm : ``||theta||^2`` of the given parametrisation (``>= value``).
-    fixed : the part no rescaling changes, ``||b_{L+1}||^2`` (0 without biases).
-    per_neuron : one hidden layer: the terms ``rho_i = 2 ||w~_i|| ||a_i||``; ``None`` for deep nets.
-    include_biases : which norm (:func:`parameter_norm`).
-    sweeps, converged, residual : of the balancing iteration (``residual``: the largest
+    exact
+        True for one hidden layer: ``value = sum_i 2 ||w~_i|| ||a_i|| + ||b_2||^2`` in closed form.
+    norm
+        ``||theta||^2`` of the given parametrisation (``>= value``).
+    fixed
+        The part no rescaling changes, ``||b_{L+1}||^2`` (0 without biases).
+    per_neuron
+        One hidden layer: the terms ``rho_i = 2 ||w~_i|| ||a_i||``; ``None`` for deep nets.
+    include_biases
+        Which norm (:func:`parameter_norm`).
+    sweeps, converged, residual
+        Of the balancing iteration (``residual``: the largest
         neuron imbalance ``|in - out| / (in + out)`` before the last sweep's update).
-    history : ``||theta||^2`` before the first sweep and after each sweep (non-increasing).
-    balanced : the balanced copy of the model (same function, smallest norm found).
+    history
+        ``||theta||^2`` before the first sweep and after each sweep (non-increasing).
+    balanced
+        The balanced copy of the model (same function, smallest norm found).
     """
 
     value: float
@@ -398,6 +451,13 @@ def representation_cost(model: nn.Module, include_biases: bool = True, method: s
     ``method``: ``"auto"`` (closed form for one hidden layer, else iterative),
     ``"closed_form"`` (one hidden layer only) or ``"iterative"`` (the balancing bound for
     any depth, ``exact=False``; for one hidden layer it agrees with the closed form).
+
+    Example
+    -------
+    >>> import lctools
+    >>> rc = representation_cost(lctools.MLP(2, [4], 1, seed=0))
+    >>> rc.value <= float(parameter_norm(lctools.MLP(2, [4], 1, seed=0))) + 1e-9
+    True
     """
     include_biases = _check_include_biases(include_biases)
     _check_tol(tol, max_sweeps)
@@ -480,6 +540,13 @@ def lc_norm_bound(model: nn.Module, sigma: float, include_biases: bool = True) -
 
     ``include_biases`` selects the norm of the representation cost (one hidden layer);
     the gradient and Frobenius bounds involve weights only.
+
+    Example
+    -------
+    >>> import lctools
+    >>> b = lc_norm_bound(lctools.MLP(2, [4], 1, seed=0), sigma=0.5)
+    >>> b.by_gradients > 0
+    True
     """
     sigma = check_sigma(sigma)
     net = parse_network(model)

@@ -163,7 +163,14 @@ def _l2(t: torch.Tensor) -> torch.Tensor:
 def project(delta: torch.Tensor, eps: float, norm="inf") -> torch.Tensor:
     """Euclidean projection of each example's perturbation ``delta[i]`` onto the ball
     ``{ ||d||_q <= eps }``: L-inf clips every coordinate to ``[-eps, eps]``; L2 rescales
-    ``delta[i]`` by ``min(1, eps / ||delta[i]||_2)`` (points inside the ball are unchanged)."""
+    ``delta[i]`` by ``min(1, eps / ||delta[i]||_2)`` (points inside the ball are unchanged).
+
+    Example
+    -------
+    >>> import torch
+    >>> project(torch.tensor([[3.0, 4.0]]), 1.0, norm="2")
+    tensor([[0.6000, 0.8000]])
+    """
     if not isinstance(delta, torch.Tensor) or delta.dim() == 0:
         raise ValueError("delta must be a tensor of shape (N, ...).")
     eps, norm = _check_nonneg(eps, "eps"), _check_norm(norm)
@@ -225,6 +232,13 @@ def pgd_step(
         L2:    x_adv <- Pi(x_adv + step_size * g / ||g||_2),   g = grad_x loss(N(x_adv), y).
 
     Returns the new ``x_adv`` (detached, on the model's device and dtype).
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> net, x, y = lctools.MLP(2, [8], 2, seed=0), torch.rand(4, 2), torch.tensor([0, 1, 0, 1])
+    >>> pgd_step(net, x, x, y, 0.1, 0.05).shape
+    torch.Size([4, 2])
     """
     norm, clamp = _check_norm(norm), _check_clamp(clamp)
     eps, step_size = _check_nonneg(eps, "eps"), _check_nonneg(step_size, "step_size")
@@ -253,6 +267,13 @@ def fgsm(
 
     with ``g = grad_x loss(N(x), y)``, then clipped to ``clamp`` if given.  For a model
     that is linear in the input this is the exact worst case in the ball.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> net, x, y = lctools.MLP(2, [8], 2, seed=0), torch.rand(4, 2), torch.tensor([0, 1, 0, 1])
+    >>> bool(((fgsm(net, x, y, 0.1) - x).abs() <= 0.1 + 1e-7).all())
+    True
     """
     return pgd(model, x, y, eps, steps=1, step_size=eps, norm=norm, random_start=False, loss=loss, clamp=clamp)
 
@@ -278,6 +299,13 @@ def pgd(
     ``batch_size``), then takes ``steps`` calls of :func:`pgd_step` with ``step_size``
     (default ``2.5 * eps / steps``, enough to cross the ball) and returns the last iterate.
     ``batch_size`` bounds how many examples are attacked at once (``None``: all).
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> net, x, y = lctools.MLP(2, [8], 2, seed=0), torch.rand(4, 2), torch.tensor([0, 1, 0, 1])
+    >>> bool(((pgd(net, x, y, 0.1, steps=3) - x).abs() <= 0.1 + 1e-7).all())
+    True
     """
     norm, clamp = _check_norm(norm), _check_clamp(clamp)
     eps = _check_nonneg(eps, "eps")
@@ -322,6 +350,13 @@ def robust_accuracy(
     and at the PGD point ``pgd(model, X, y, eps, ...)``; both lie in the ball, so this is an
     upper bound on the true robust accuracy (exact for models linear in the input).
     ``eps = 0`` gives the clean accuracy.  Works under ``torch.no_grad()``.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> net, x, y = lctools.MLP(2, [8], 2, seed=0), torch.rand(20, 2), torch.randint(0, 2, (20,))
+    >>> 0.0 <= robust_accuracy(net, x, y, 0.1, steps=3) <= 1.0
+    True
     """
     x_adv = pgd(model, X, y, eps, steps=steps, step_size=step_size, norm=norm, random_start=random_start,
                 loss=loss, clamp=clamp, generator=generator, batch_size=batch_size)

@@ -35,6 +35,11 @@ def log_steps(total_steps: int, num: int = 50) -> np.ndarray:
     """At most ``num`` distinct integer steps from 0 to ``total_steps`` (both included),
     spaced evenly in ``log(1 + t)``: ``round(geomspace(1, total_steps + 1, num) - 1)``,
     duplicates removed. Returns a sorted int64 array.
+
+    Example
+    -------
+    >>> log_steps(1000, 5).tolist()
+    [0, 5, 31, 177, 1000]
     """
     if int(total_steps) != total_steps or total_steps < 0:
         raise ValueError(f"total_steps must be an integer >= 0, got {total_steps!r}.")
@@ -50,11 +55,15 @@ class History:
 
     Attributes
     ----------
-    steps : int64 array ``(E,)`` of evaluation steps (number of updates done).
-    loss : float array ``(E,)``, the training loss on the full data set at those steps.
-    metrics : dict ``name -> array`` of shape ``(E,)`` (scalar metrics) or ``(E, k)``
+    steps
+        Int64 array ``(E,)`` of evaluation steps (number of updates done).
+    loss
+        Float array ``(E,)``, the training loss on the full data set at those steps.
+    metrics
+        Dict ``name -> array`` of shape ``(E,)`` (scalar metrics) or ``(E, k)``
         (vector metrics, e.g. a per-layer local rank).
-    config : the training settings (lr, weight decay, ...), for the record.
+    config
+        The training settings (lr, weight decay, ...), for the record.
 
     ``history["loss"]``, ``history["steps"]`` and ``history[name]`` give the arrays.
     """
@@ -137,7 +146,14 @@ def _model_device(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
-    """Fraction of points with ``argmax_j N(x)_j == y`` (evaluated in chunks, no gradients)."""
+    """Fraction of points with ``argmax_j N(x)_j == y`` (evaluated in chunks, no gradients).
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> 0.0 <= accuracy(lctools.MLP(2, [8], 2, seed=0), torch.rand(10, 2), torch.zeros(10, dtype=torch.long)) <= 1.0
+    True
+    """
     if len(X) != len(y):
         raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}.")
     if len(X) == 0:
@@ -153,7 +169,13 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
 def is_bias(name: str) -> bool:
     """Whether the parameter called ``name`` (as in ``model.named_parameters()``) is a bias:
     its last component is ``bias`` (``nn.Linear``) or it sits in a list called ``biases``
-    (:class:`lctools.ensemble.Ensemble`)."""
+    (:class:`lctools.ensemble.Ensemble`).
+
+    Example
+    -------
+    >>> is_bias("0.bias"), is_bias("biases.1"), is_bias("0.weight")
+    (True, True, False)
+    """
     parts = name.split(".")
     return parts[-1] == "bias" or (len(parts) > 1 and parts[-2] == "biases")
 
@@ -161,7 +183,14 @@ def is_bias(name: str) -> bool:
 def decay_groups(model: nn.Module, weight_decay: float, decay_biases: bool = True) -> list:
     """Optimizer parameter groups: every trainable parameter with ``weight_decay``, or, with
     ``decay_biases=False``, the weights with ``weight_decay`` and the biases (:func:`is_bias`)
-    with none.  Empty groups are left out."""
+    with none.  Empty groups are left out.
+
+    Example
+    -------
+    >>> import lctools
+    >>> [g["weight_decay"] for g in decay_groups(lctools.MLP(2, [4], 1), 0.1, decay_biases=False)]
+    [0.1, 0.0]
+    """
     named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
     if decay_biases:
         return [{"params": [p for _, p in named], "weight_decay": weight_decay}]
@@ -173,7 +202,14 @@ def decay_groups(model: nn.Module, weight_decay: float, decay_biases: bool = Tru
 def loss_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training loss ``name`` as a function ``(output, target) -> mean loss``:
     ``"cross_entropy"``, or ``"mse"`` (squared error to one-hot targets for integer labels,
-    to the targets themselves for float targets)."""
+    to the targets themselves for float targets).
+
+    Example
+    -------
+    >>> import torch
+    >>> float(loss_function("mse")(torch.zeros(2, 2), torch.tensor([0, 1])))
+    0.5
+    """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}.")
     if name == "cross_entropy":
@@ -188,7 +224,14 @@ def loss_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Ten
 
 
 def metric_array(value, name: str) -> np.ndarray:
-    """A metric's value as a float array of 0 or 1 dimensions (``ValueError`` otherwise)."""
+    """A metric's value as a float array of 0 or 1 dimensions (``ValueError`` otherwise).
+
+    Example
+    -------
+    >>> import torch
+    >>> metric_array(torch.tensor([1.0, 2.0]), "lr").tolist()
+    [1.0, 2.0]
+    """
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().double().numpy()
     arr = np.asarray(value, dtype=float)
@@ -202,7 +245,15 @@ def check_train_args(X, y, steps, lr, weight_decay, batch_size, optimizer, loss,
     """Validate the arguments shared by :func:`train` and
     :func:`lctools.ensemble.train_ensemble` (there ``lr`` and ``weight_decay`` may hold one
     value per member: pass ``members``).  Returns ``(metrics, eval_steps, steps, batch_size,
-    lr, weight_decay)`` in canonical form."""
+    lr, weight_decay)`` in canonical form.
+
+    Example
+    -------
+    >>> import torch
+    >>> check_train_args(torch.rand(4, 2), torch.zeros(4, dtype=torch.long), 10, 1e-3, 0.0, 2, "adamw",
+    ...                  "cross_entropy", None, None, [0, 10])[2:]
+    (10, 2, 0.001, 0.0)
+    """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}.")
     if loss not in LOSSES:
@@ -244,7 +295,16 @@ def check_model_fits(forward: Callable[[torch.Tensor], torch.Tensor], X: torch.T
     """One forward pass on the first point: ``X`` must fit the model, the labels the outputs.
 
     Class labels (``cross_entropy``, or integer labels with ``mse``) must lie in
-    ``0..out_dim - 1``; float targets must have ``out_dim`` values per point."""
+    ``0..out_dim - 1``; float targets must have ``out_dim`` values per point.
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> check_model_fits(lctools.MLP(2, [4], 2), torch.rand(3, 2), torch.tensor([0, 1, 2]), "cross_entropy")
+    Traceback (most recent call last):
+    ...
+    ValueError: labels y must lie in 0..1 (the model has 2 outputs), got labels from 0 to 2.
+    """
     try:
         with torch.no_grad():
             out = forward(X[:1])
@@ -305,6 +365,14 @@ def train(
     seed give an identical History.
 
     The model and data are moved to ``device`` (default: the model's device).
+
+    Example
+    -------
+    >>> import torch, lctools
+    >>> X, y = torch.rand(64, 2), torch.randint(0, 2, (64,))
+    >>> h = train(lctools.MLP(2, [8], 2, seed=0), X, y, steps=20, lr=1e-2, progress=False, eval_steps=[0, 20])
+    >>> h.steps.tolist()
+    [0, 20]
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}.")

@@ -69,7 +69,13 @@ def as_float(value, name: str, *, low: Optional[float] = None, low_open: bool = 
              high: Optional[float] = None, high_open: bool = False, finite: bool = True,
              what: str = "") -> float:
     """``value`` as a float, with ``low <= value`` (``<`` if ``low_open``), ``value <= high``
-    (``<`` if ``high_open``) and, if ``finite``, no NaN or infinity; else ``ValueError``."""
+    (``<`` if ``high_open``) and, if ``finite``, no NaN or infinity; else ``ValueError``.
+
+    Example
+    -------
+    >>> as_float(np.float32(0.25), "lr", low=0.0)
+    0.25
+    """
     v = _scalar(value, name)
     try:
         v = float(v)
@@ -101,7 +107,13 @@ def _show(value) -> str:
 
 def as_int(value, name: str, *, low: Optional[int] = None) -> int:
     """``value`` as an int (Python, numpy or 0-d integer tensor; ``2.0`` is accepted, ``2.7``
-    is not), at least ``low``; else ``ValueError``."""
+    is not), at least ``low``; else ``ValueError``.
+
+    Example
+    -------
+    >>> as_int(torch.tensor(3), "steps", low=0), as_int(2.0, "steps")
+    (3, 2)
+    """
     v = _scalar(value, name)
     if isinstance(v, float):
         if not (math.isfinite(v) and v == int(v)):
@@ -116,37 +128,73 @@ def as_int(value, name: str, *, low: Optional[int] = None) -> int:
 
 
 def check_bool(value, name: str) -> bool:
-    """``value`` if it is ``True`` or ``False`` (also numpy's), else ``ValueError``."""
+    """``value`` if it is ``True`` or ``False`` (also numpy's), else ``ValueError``.
+
+    Example
+    -------
+    >>> check_bool(np.bool_(True), "flag")
+    True
+    """
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}.")
     return bool(value)
 
 
 def check_sigma(sigma, name: str = "sigma") -> float:
-    """The bias-noise scale ``s``: a finite number ``> 0``."""
+    """The bias-noise scale ``s``: a finite number ``> 0``.
+
+    Example
+    -------
+    >>> check_sigma(torch.tensor(0.5))
+    0.5
+    """
     return as_float(sigma, name, low=0.0, low_open=True, what=" (the bias-noise scale s)")
 
 
 def check_eps(eps, name: str = "eps") -> float:
     """The singular-value threshold ``eps`` of the local rank: a finite number ``> 0`` (an
-    infinite threshold counts nothing and a zero one counts rounding noise)."""
+    infinite threshold counts nothing and a zero one counts rounding noise).
+
+    Example
+    -------
+    >>> check_eps(1e-3)
+    0.001
+    """
     return as_float(eps, name, low=0.0, low_open=True, what=" (the singular-value threshold)")
 
 
 def check_noise_draws(noise_draws, name: str = "noise_draws") -> int:
-    """Number of bias-noise draws: an integer ``>= 0`` (0: the noiseless plug-in)."""
+    """Number of bias-noise draws: an integer ``>= 0`` (0: the noiseless plug-in).
+
+    Example
+    -------
+    >>> check_noise_draws(np.int64(4))
+    4
+    """
     return as_int(noise_draws, name, low=0)
 
 
 def check_reduction(reduction) -> str:
-    """``"mean"``, ``"sum"`` or ``"none"``."""
+    """``"mean"``, ``"sum"`` or ``"none"``.
+
+    Example
+    -------
+    >>> check_reduction("sum")
+    'sum'
+    """
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
     return reduction
 
 
 def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Apply ``reduction`` over the points (axis 0): the mean, the sum, or ``values`` itself."""
+    """Apply ``reduction`` over the points (axis 0): the mean, the sum, or ``values`` itself.
+
+    Example
+    -------
+    >>> reduce(torch.tensor([1.0, 3.0]), "mean")
+    tensor(2.)
+    """
     reduction = check_reduction(reduction)
     if reduction == "none":
         return values
@@ -155,7 +203,13 @@ def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
 
 def check_hyperparameter(value, name: str, size: Optional[int] = None) -> Union[float, np.ndarray]:
     """A finite number ``>= 0`` (a learning rate, a weight decay), or with ``size`` given one
-    such number per member (a number is broadcast): returns a float or a float64 array."""
+    such number per member (a number is broadcast): returns a float or a float64 array.
+
+    Example
+    -------
+    >>> check_hyperparameter(0.5, "lr", size=3).tolist()
+    [0.5, 0.5, 0.5]
+    """
     if size is None:
         return as_float(value, name, low=0.0)
     if isinstance(value, torch.Tensor) and value.dim() == 0 or np.ndim(value) == 0:
@@ -171,17 +225,35 @@ def check_hyperparameter(value, name: str, size: Optional[int] = None) -> Union[
 
 
 def check_lr(lr, size: Optional[int] = None) -> Union[float, np.ndarray]:
-    """A learning rate (or one per member): finite and ``>= 0``."""
+    """A learning rate (or one per member): finite and ``>= 0``.
+
+    Example
+    -------
+    >>> check_lr([1e-3, 1e-2], size=2).tolist()
+    [0.001, 0.01]
+    """
     return check_hyperparameter(lr, "lr", size)
 
 
 def check_weight_decay(weight_decay, size: Optional[int] = None) -> Union[float, np.ndarray]:
-    """A weight decay (or one per member): finite and ``>= 0``."""
+    """A weight decay (or one per member): finite and ``>= 0``.
+
+    Example
+    -------
+    >>> check_weight_decay(0.1)
+    0.1
+    """
     return check_hyperparameter(weight_decay, "weight_decay", size)
 
 
 def check_widths(widths, name: str = "widths") -> List[int]:
-    """Hidden widths ``[n_1, ..., n_L]``: at least one, each an integer ``>= 1``."""
+    """Hidden widths ``[n_1, ..., n_L]``: at least one, each an integer ``>= 1``.
+
+    Example
+    -------
+    >>> check_widths((np.int64(16), 8))
+    [16, 8]
+    """
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Iterable):
         raise ValueError(f"{name} must be a sequence of integers >= 1 (e.g. [64, 64]), got {widths!r}.")
     out = [as_int(w, f"{name}[{i}]", low=1) for i, w in enumerate(widths)]
@@ -197,6 +269,11 @@ def check_slope(slope, name: str = "negative_slope") -> float:
     lctools measures would still be counted); ``a > 1`` and ``a < 0`` break the course's
     standing assumption ``0 <= sigma' <= 1`` (the total-variation chain uses it), and NaN
     means nothing.  ``a = 0`` is the ReLU.
+
+    Example
+    -------
+    >>> check_slope(0.2)
+    0.2
     """
     return as_float(slope, name, low=0.0, high=1.0, high_open=True,
                     what=" (of a LeakyReLU; 0 is ReLU, 1 would make the network affine)")
@@ -205,7 +282,15 @@ def check_slope(slope, name: str = "negative_slope") -> float:
 def check_finite(x: torch.Tensor, name: str = "x", chunk: int = 2**22) -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or infinity.  The check runs over chunks of at
     most ``chunk`` elements, so it costs no full extra copy of ``x`` (a bool copy would be a
-    quarter of a float32 ``x``)."""
+    quarter of a float32 ``x``).
+
+    Example
+    -------
+    >>> check_finite(torch.tensor([1.0, float("nan")]))
+    Traceback (most recent call last):
+    ...
+    ValueError: x contains NaN or infinite values; all inputs must be finite.
+    """
     if not (x.is_floating_point() or x.is_complex()):
         return
     flat = x.reshape(-1) if x.is_contiguous() else None
@@ -221,13 +306,25 @@ def check_finite(x: torch.Tensor, name: str = "x", chunk: int = 2**22) -> None:
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype in which lctools computes for parameters of ``dtype``: float16 and bfloat16
-    are computed in float32 (their linear algebra is missing or too coarse), others as they are."""
+    are computed in float32 (their linear algebra is missing or too coarse), others as they are.
+
+    Example
+    -------
+    >>> compute_dtype(torch.bfloat16)
+    torch.float32
+    """
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def check_device(device) -> Optional[torch.device]:
     """``device`` as a ``torch.device`` (``None`` stays ``None``), refusing with a clean message a
-    name torch does not know and a CUDA (or MPS) device this machine does not have."""
+    name torch does not know and a CUDA (or MPS) device this machine does not have.
+
+    Example
+    -------
+    >>> check_device("cpu")
+    device(type='cpu')
+    """
     if device is None:
         return None
     try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._jacobian import DEFAULT_BUDGET, chunk_size, hidden_pass, row_norms
+from ._jacobian import DEFAULT_BUDGET, backward_pass, chunk_size, hidden_pass, row_norms
 from ._network import Network, check_inputs, chunks, parse_network
 from .complexity import gaussian_density
 from .validation import as_int, check_bool, check_reduction, check_sigma, reduce
@@ -23,11 +23,10 @@ __all__ = ["total_variation", "total_variation_bound", "TVBound", "input_jacobia
 
 
 def _output_jacobian(net: Network, x: torch.Tensor) -> torch.Tensor:
-    slopes = [net.derivative(l, z) for l, z, _ in hidden_pass(net, x, jacobians=False)]
-    V = net.weights[-1].expand(x.shape[0], *net.weights[-1].shape)  # (N, out, n_L)
-    for l in range(net.depth, 0, -1):
-        V = (V * slopes[l - 1].unsqueeze(1)) @ net.weights[l - 1]
-    return V
+    slopes = [layer.d for layer in hidden_pass(net, x, jacobians=False)]
+    for _, A in backward_pass(net, slopes):
+        pass
+    return A  # l = 0: J_x N
 
 
 @torch.no_grad()
@@ -55,12 +54,17 @@ def total_variation(
 
     Parameters
     ----------
-    model : ``lctools.MLP`` or an ``nn.Sequential`` of Linear and ReLU/LeakyReLU layers.
-    x : inputs ``(N, n_0)``, samples of ``p``.
-    reduction : ``"mean"`` (a 0-dim tensor, the estimate of ``TV``), ``"sum"`` or ``"none"``
+    model
+        ``lctools.MLP`` or an ``nn.Sequential`` of Linear and ReLU/LeakyReLU layers.
+    x
+        Inputs ``(N, n_0)``, samples of ``p``.
+    reduction
+        ``"mean"`` (a 0-dim tensor, the estimate of ``TV``), ``"sum"`` or ``"none"``
         (the per-point norms ``(N,)``).
-    budget : elements held at once (bounds memory).
-    differentiable : keep the result attached to the parameters (for a penalty); by default
+    budget
+        Elements held at once (bounds memory).
+    differentiable
+        Keep the result attached to the parameters (for a penalty); by default
         it is detached.  The activation pattern is piecewise constant, so the gradient is that
         of ``||W_{L+1} D_L ... D_1 W_1||_F`` with the ``D_l`` held fixed.
 
@@ -197,17 +201,16 @@ def total_variation_bound(
     parts = {k: [] for k in ("tv", "lc", "eta", "klip", "tri", "ratio")}
     for sl in chunks(x.shape[0], size):
         xb = x[sl]
-        n = xb.shape[0]
         zs, gnorms, slopes = [], [], []
-        for l, z, T in hidden_pass(net, xb):
-            g = row_norms(T)
+        for _, z, T, d in hidden_pass(net, xb):
             zs.append(z)
-            gnorms.append(g)
-            slopes.append(net.derivative(l, z))
+            gnorms.append(row_norms(T))
+            slopes.append(d)
         # backward: A_L = W_{L+1}, A_{l-1} = (A_l * sigma'(z_l)) W_l; J_x N = (A_1 * sigma'(z_1)) W_1
-        A = net.weights[-1].expand(n, *net.weights[-1].shape)
         lc, eta, klip, tri, ratio = ([None] * L for _ in range(5))
-        for l in range(L, 0, -1):
+        for l, A in backward_pass(net, slopes):
+            if l == 0:
+                break
             z, g, d = zs[l - 1], gnorms[l - 1], slopes[l - 1]
             col = torch.linalg.vector_norm(A, dim=1)  # (n, n_l): ||A_l e_i||
             active = d > 0
@@ -222,7 +225,6 @@ def total_variation_bound(
             e, zz = eta[l - 1].double().unsqueeze(1), z.double()
             terms = torch.exp((e * e - zz * zz) / (2.0 * sigma**2)) * g.double()
             ratio[l - 1] = torch.where(g > 0, terms, torch.zeros_like(terms)).sum(dim=1)  # no inf * 0
-            A = (A * d.unsqueeze(1)) @ net.weights[l - 1]
         parts["tv"].append(torch.linalg.matrix_norm(A))
         parts["lc"].append(torch.stack(lc, dim=1))
         parts["eta"].append(torch.stack(eta, dim=1))
