@@ -51,7 +51,8 @@ from ._network import parse_network
 from .checkpoints import CheckpointWarning, TrainingInterrupted, deferred_interrupt, load_checkpoint, save_atomic
 from .hashing import canonical, digest, tensor_fingerprint
 from .models import build_seeded
-from .training import History, check_model_fits, check_train_args, loss_function, metric_array
+from .training import (History, MinibatchOrder, Recorder, check_model_fits, check_train_args, correct_fraction,
+                       evaluate_metrics, full_data_loss, loss_function)
 from .validation import as_float, check_bool, check_device
 
 __all__ = ["Ensemble", "train_ensemble"]
@@ -188,19 +189,17 @@ class Ensemble(nn.Module):
             models.append(view.train())
         return models
 
-    @torch.no_grad()
     def accuracy(self, X: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-        """Fraction of points with ``argmax_j N^(k)(x)_j == y``, for every member: shape ``(K,)``."""
-        if len(X) != len(y):
-            raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}.")
-        if len(X) == 0:
-            raise ValueError("accuracy of an empty data set is undefined.")
-        device = self.weights_t[0].device
-        correct = torch.zeros(len(self), dtype=torch.long, device=device)
-        for start in range(0, len(X), batch_size):
-            out = self(X[start : start + batch_size].to(device))
-            correct += (out.argmax(dim=2) == y[start : start + batch_size].to(device)).sum(dim=1)
-        return correct.double().cpu() / len(X)
+        """Fraction of points with ``argmax_j N^(k)(x)_j == y``, for every member: shape ``(K,)``.
+
+        Example
+        -------
+        >>> import torch, lctools
+        >>> ens = Ensemble.build(lambda: lctools.MLP(2, [4], 2), seeds=[0, 1, 2])
+        >>> ens.accuracy(torch.rand(10, 2), torch.zeros(10, dtype=torch.long)).shape
+        torch.Size([3])
+        """
+        return correct_fraction(self, X, y, self.weights_t[0].device, batch_size)
 
 
 class _StackedOptimizer:
@@ -394,9 +393,7 @@ def _run_fingerprint(tensors: Dict[str, torch.Tensor], settings: dict) -> str:
                    "settings": canonical(settings, "settings")})
 
 
-def _as_tensors(records: list) -> list:
-    """numpy records as tensors (checkpoints are loaded with ``weights_only=True``)."""
-    return [torch.from_numpy(np.ascontiguousarray(r)) for r in records]
+CHECKPOINT_FORMAT = 2  # part of the run's fingerprint: checkpoints of another layout start afresh
 
 
 def train_ensemble(
@@ -477,13 +474,12 @@ def train_ensemble(
     params = list(ensemble.parameters())
     opt = _make_optimizer(ensemble, optimizer, lr_k, wd_k, bool(decay_biases))
     loss_fn = loss_function(loss)
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    orders = [MinibatchOrder(len(X), s, device) for s in seeds]
     n = len(X)
     eval_set = set(int(s) for s in evals)
     names = list(metrics) + list(batched_metrics)
-    recorded_loss: List[np.ndarray] = []  # each (K,)
-    recorded: Dict[str, List[np.ndarray]] = {name: [] for name in names}  # each (K, ...)
-    perm, pos, start_step = None, n, 0
+    recorder = Recorder(names, K)
+    start_step = 0
 
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     fingerprint = None
@@ -492,7 +488,7 @@ def train_ensemble(
             dict(params=torch.cat([p.detach().double().flatten() for p in params]), X=X, y=y),
             dict(steps=steps, lr=lr_k.tolist(), weight_decay=wd_k.tolist(), batch_size=batch_size, optimizer=optimizer,
                  loss=loss, seeds=seeds, evals=sorted(eval_set), slopes=ensemble.slopes, metrics=sorted(names),
-                 **({} if decay_biases else {"decay_biases": False})),
+                 checkpoint_format=CHECKPOINT_FORMAT, **({} if decay_biases else {"decay_biases": False})),
         )
         state = load_checkpoint(ckpt_path, fingerprint)
         if state is not None:
@@ -500,12 +496,10 @@ def train_ensemble(
                 for p, saved in zip(params, state["params"]):
                     p.copy_(saved)
             opt.load_state_dict(state["optimizer"])
-            for g, s in zip(gens, state["generators"]):
-                g.set_state(s)
-            perm = None if state["perm"] is None else state["perm"].to(device)
-            pos, start_step = int(state["pos"]), int(state["step"])
-            recorded_loss = [t.numpy() for t in state["loss"]]
-            recorded = {k: [t.numpy() for t in v] for k, v in state["metrics"].items()}
+            for order, saved in zip(orders, state["orders"]):
+                order.load_state_dict(saved)
+            start_step = int(state["step"])
+            recorder.load_state_dict(state["records"])
             print(f"resumed from checkpoint {ckpt_path} at step {start_step} of {steps}", file=sys.stderr)
 
     def save(step: int) -> None:
@@ -517,9 +511,7 @@ def train_ensemble(
         try:
             save_atomic(dict(
                 fingerprint=fingerprint, step=step, params=[p.detach().cpu() for p in params],
-                optimizer=opt.state_dict(), generators=[g.get_state() for g in gens],
-                perm=None if perm is None else perm.cpu(), pos=pos, loss=_as_tensors(recorded_loss),
-                metrics={k: _as_tensors(v) for k, v in recorded.items()},
+                optimizer=opt.state_dict(), orders=[o.state_dict() for o in orders], records=recorder.state_dict(),
             ), ckpt_path)
         except OSError as exc:
             warnings.warn(f"checkpoint {ckpt_path} cannot be written ({exc}); training goes on without "
@@ -529,15 +521,8 @@ def train_ensemble(
     def evaluate() -> None:
         """Record one evaluation; all of it or nothing (an interrupt mid-way records nothing)."""
         with torch.no_grad():
-            total = torch.zeros(K, dtype=torch.float64)
-            for start in range(0, n, 8192):
-                xb, yb = X[start : start + 8192], y[start : start + 8192]
-                out = ensemble(xb)
-                total += torch.stack([loss_fn(out[k], yb) for k in range(K)]).double().cpu() * len(xb)
-            row = {}
-            views = ensemble.members() if metrics else []
-            for name, fn in metrics.items():
-                row[name] = np.stack([metric_array(fn(view), name) for view in views])
+            loss_now = full_data_loss(ensemble, X, y, loss_fn)
+            row = evaluate_metrics(metrics, ensemble.members() if metrics else [])
             for name, fn in batched_metrics.items():
                 value = fn(ensemble)
                 value = value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, float)
@@ -545,13 +530,7 @@ def train_ensemble(
                     raise ValueError(f"batched metric {name!r} must return K={K} values (shape (K,) or (K, k)), "
                                      f"got shape {value.shape}.")
                 row[name] = value
-        for name in names:
-            if recorded[name] and row[name].shape != recorded[name][0].shape:
-                raise ValueError(f"metric {name!r} changed shape from {recorded[name][0].shape} "
-                                 f"to {row[name].shape}.")
-        recorded_loss.append((total / n).numpy())
-        for name in names:
-            recorded[name].append(row[name])
+        recorder.add(loss_now, row)
 
     def train_step(idx, X, y):
         for p in params:
@@ -576,7 +555,7 @@ def train_ensemble(
     try:
         with deferred_interrupt(ckpt_path is not None) as interrupt, \
                 tqdm(total=steps, initial=start_step, disable=not progress, desc=desc, leave=False) as bar:
-            if len(recorded_loss) < sum(1 for s in eval_set if s <= start_step):
+            if len(recorder) < sum(1 for s in eval_set if s <= start_step):
                 ensemble.eval()  # the evaluation at start_step was interrupted before it was recorded
                 evaluate()
                 ensemble.train()
@@ -584,11 +563,7 @@ def train_ensemble(
                 raise KeyboardInterrupt
             for step in range(start_step + 1, steps + 1):
                 in_step = True
-                if pos >= n:
-                    perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
-                    pos = 0
-                idx = perm[:, pos : pos + batch_size]  # (K, b): each member's own minibatch
-                pos += batch_size
+                idx = torch.stack([order.next(batch_size) for order in orders])  # (K, b): each member's own
                 if use_graph and warm >= _GRAPH_WARMUP:
                     b = idx.shape[1]
                     if b not in graphs:  # records the step without running it
@@ -609,7 +584,7 @@ def train_ensemble(
                     ensemble.eval()
                     evaluate()
                     ensemble.train()
-                    bar.set_postfix(train_loss=f"{float(np.mean(recorded_loss[-1])):.4g}")
+                    bar.set_postfix(train_loss=f"{float(np.mean(recorder.loss[-1])):.4g}")
                 if ckpt_path is not None and (step in eval_set or time.monotonic() - last_save >= checkpoint_interval):
                     save(step)
                     last_save = time.monotonic()
@@ -627,14 +602,7 @@ def train_ensemble(
     if ckpt_path is not None and start_step == steps == 0 and 0 in eval_set:
         save(0)
 
-    steps_arr = np.asarray(sorted(eval_set), dtype=np.int64)
-    losses = np.stack(recorded_loss) if recorded_loss else np.zeros((0, K))
-    stacked = {name: np.stack(v) if v else np.zeros((0, K)) for name, v in recorded.items()}
-    histories = []
-    for k in range(K):
-        config = dict(steps=steps, lr=float(lr_k[k]), weight_decay=float(wd_k[k]), batch_size=batch_size,
-                      optimizer=optimizer, loss=loss, seed=seeds[k], schedule=None, n_train=n, member=k,
-                      ensemble_size=K, decay_biases=bool(decay_biases))
-        histories.append(History(steps=steps_arr, loss=losses[:, k],
-                                 metrics={name: v[:, k] for name, v in stacked.items()}, config=config))
-    return histories
+    configs = [dict(steps=steps, lr=float(lr_k[k]), weight_decay=float(wd_k[k]), batch_size=batch_size,
+                    optimizer=optimizer, loss=loss, seed=seeds[k], schedule=None, n_train=n, member=k,
+                    ensemble_size=K, decay_biases=bool(decay_biases)) for k in range(K)]
+    return recorder.histories(eval_set, configs)

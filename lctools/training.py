@@ -12,7 +12,7 @@ initialisation, evaluated before any update.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from .validation import as_int, check_bool, check_device, check_hyperparameter
 
 __all__ = ["History", "log_steps", "train", "accuracy", "decay_groups", "is_bias", "loss_function",
-           "metric_array", "check_train_args", "check_model_fits",
+           "metric_array", "check_train_args", "check_model_fits", "MinibatchOrder", "Recorder",
+           "full_data_loss", "correct_fraction", "evaluate_metrics", "EVAL_CHUNK",
            "OPTIMIZERS", "LOSSES", "SCHEDULES"]
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -144,7 +145,6 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
     """Fraction of points with ``argmax_j N(x)_j == y`` (evaluated in chunks, no gradients).
 
@@ -154,16 +154,7 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
     >>> 0.0 <= accuracy(lctools.MLP(2, [8], 2, seed=0), torch.rand(10, 2), torch.zeros(10, dtype=torch.long)) <= 1.0
     True
     """
-    if len(X) != len(y):
-        raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}.")
-    if len(X) == 0:
-        raise ValueError("accuracy of an empty data set is undefined.")
-    device = _model_device(model)
-    correct = 0
-    for start in range(0, len(X), batch_size):
-        out = model(X[start : start + batch_size].to(device))
-        correct += (out.argmax(dim=1) == y[start : start + batch_size].to(device)).sum().item()
-    return correct / len(X)
+    return float(correct_fraction(lambda xb: model(xb).unsqueeze(0), X, y, _model_device(model), batch_size)[0])
 
 
 def is_bias(name: str) -> bool:
@@ -323,6 +314,157 @@ def check_model_fits(forward: Callable[[torch.Tensor], torch.Tensor], X: torch.T
                          f"got shape {tuple(y.shape)}.")
 
 
+# ----------------------------------------------------------------------------- the core shared with ensembles
+EVAL_CHUNK = 8192  # points per forward pass when evaluating the full-data loss
+
+
+class MinibatchOrder:
+    """The minibatch order of :func:`train` (and of each ensemble member): epochs of a random
+    permutation drawn from ``torch.Generator().manual_seed(seed)``, cut into consecutive
+    batches of ``batch_size`` (the last batch of an epoch may be smaller).
+
+    Example
+    -------
+    >>> order = MinibatchOrder(5, seed=0)
+    >>> [len(order.next(2)) for _ in range(4)]
+    [2, 2, 1, 2]
+    """
+
+    def __init__(self, n: int, seed: int, device=None):
+        self.n, self.device = int(n), device
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.perm: Optional[torch.Tensor] = None
+        self.pos = self.n
+
+    def next(self, batch_size: int) -> torch.Tensor:
+        """The indices of the next minibatch (on ``device``)."""
+        if self.pos >= self.n:
+            self.perm, self.pos = torch.randperm(self.n, generator=self.generator).to(self.device), 0
+        idx = self.perm[self.pos: self.pos + batch_size]
+        self.pos += batch_size
+        return idx
+
+    def state_dict(self) -> dict:
+        """The generator's state, the current permutation and the position in it."""
+        return {"generator": self.generator.get_state(), "pos": self.pos,
+                "perm": None if self.perm is None else self.perm.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`'s output."""
+        self.generator.set_state(state["generator"])
+        self.pos = int(state["pos"])
+        self.perm = None if state["perm"] is None else state["perm"].to(self.device)
+
+
+@torch.no_grad()
+def full_data_loss(outputs: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor, y: torch.Tensor,
+                   loss_fn: Callable) -> np.ndarray:
+    """The mean loss over all of ``(X, y)`` of each of ``K`` networks, float64 ``(K,)``;
+    ``outputs(xb)`` returns their outputs ``(K, b, out)`` (chunks of :data:`EVAL_CHUNK` points).
+
+    Example
+    -------
+    >>> import torch
+    >>> outputs = lambda xb: torch.zeros(2, len(xb), 3)  # two networks with constant outputs
+    >>> full_data_loss(outputs, torch.rand(4, 1), torch.zeros(4, dtype=torch.long), loss_function("mse")).tolist()
+    [0.3333333432674408, 0.3333333432674408]
+    """
+    total = None
+    for start in range(0, len(X), EVAL_CHUNK):
+        xb, yb = X[start: start + EVAL_CHUNK], y[start: start + EVAL_CHUNK]
+        out = outputs(xb)
+        part = torch.stack([loss_fn(o, yb) for o in out]).double().cpu() * len(xb)
+        total = part if total is None else total + part
+    return (total / len(X)).numpy()
+
+
+@torch.no_grad()
+def correct_fraction(outputs: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor, y: torch.Tensor,
+                     device, batch_size: int = 4096) -> torch.Tensor:
+    """Fraction of points with ``argmax_j N^(k)(x)_j == y`` for each of ``K`` networks, float64
+    ``(K,)`` on the CPU; ``outputs(xb)`` returns ``(K, b, out)``.
+
+    Example
+    -------
+    >>> import torch
+    >>> outputs = lambda xb: torch.tensor([[[1.0, 0.0]] * len(xb)])  # one network that always says 0
+    >>> correct_fraction(outputs, torch.rand(4, 2), torch.tensor([0, 0, 1, 1]), "cpu").tolist()
+    [0.5]
+    """
+    if len(X) != len(y):
+        raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}.")
+    if len(X) == 0:
+        raise ValueError("accuracy of an empty data set is undefined.")
+    correct = None
+    for start in range(0, len(X), batch_size):
+        out = outputs(X[start: start + batch_size].to(device))
+        hits = (out.argmax(dim=2) == y[start: start + batch_size].to(device)).sum(dim=1)
+        correct = hits if correct is None else correct + hits
+    return correct.double().cpu() / len(X)
+
+
+class Recorder:
+    """What a training run records at its evaluation steps, for ``K`` networks at once:
+    the full-data loss ``(K,)`` and each metric ``(K,)`` or ``(K, k)``.  An evaluation is
+    added all at once (:meth:`add`), so an interrupted one leaves no trace.
+
+    Example
+    -------
+    >>> r = Recorder(["acc"], K=1)
+    >>> r.add(np.array([0.5]), {"acc": np.array([0.9])})
+    >>> r.histories([0], [{}])[0]["acc"].tolist()
+    [0.9]
+    """
+
+    def __init__(self, names: Sequence[str], K: int):
+        self.names, self.K = list(names), int(K)
+        self.loss: list = []
+        self.metrics: Dict[str, list] = {name: [] for name in self.names}
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+    def add(self, loss: np.ndarray, row: Dict[str, np.ndarray]) -> None:
+        """Record one evaluation: ``loss`` ``(K,)`` and ``row[name]`` ``(K, ...)`` for every metric."""
+        for name in self.names:
+            if self.metrics[name] and row[name].shape != self.metrics[name][0].shape:
+                raise ValueError(f"metric {name!r} changed shape from {self.metrics[name][0].shape[1:]} "
+                                 f"to {row[name].shape[1:]}.")
+        self.loss.append(np.asarray(loss, dtype=float))
+        for name in self.names:
+            self.metrics[name].append(row[name])
+
+    def histories(self, evals: Sequence[int], configs: Sequence[dict]) -> List[History]:
+        """One :class:`History` per network (``configs[k]`` its settings)."""
+        steps = np.asarray(sorted(int(s) for s in evals), dtype=np.int64)
+        losses = np.stack(self.loss) if self.loss else np.zeros((0, self.K))
+        stacked = {name: np.stack(v) if v else np.zeros((0, self.K)) for name, v in self.metrics.items()}
+        return [History(steps=steps, loss=losses[:, k], metrics={name: v[:, k] for name, v in stacked.items()},
+                        config=dict(configs[k])) for k in range(self.K)]
+
+    def state_dict(self) -> dict:
+        """The records as tensors (checkpoints are loaded with ``weights_only=True``)."""
+        as_t = lambda rows: [torch.from_numpy(np.ascontiguousarray(r)) for r in rows]  # noqa: E731
+        return {"loss": as_t(self.loss), "metrics": {k: as_t(v) for k, v in self.metrics.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`'s output."""
+        self.loss = [t.numpy() for t in state["loss"]]
+        self.metrics = {k: [t.numpy() for t in v] for k, v in state["metrics"].items()}
+
+
+def evaluate_metrics(metrics: Dict[str, Callable], networks: Sequence[nn.Module]) -> Dict[str, np.ndarray]:
+    """``metrics[name](net)`` for every network, stacked: ``name -> (K,)`` or ``(K, k)``.
+
+    Example
+    -------
+    >>> import lctools
+    >>> evaluate_metrics({"width": lambda m: m[0].out_features}, [lctools.MLP(2, [4], 1)] * 3)["width"].tolist()
+    [4.0, 4.0, 4.0]
+    """
+    return {name: np.stack([metric_array(fn(net), name) for net in networks]) for name, fn in metrics.items()}
+
+
 def train(
     model: nn.Module,
     X: torch.Tensor,
@@ -392,31 +534,19 @@ def train(
     opt = opt_cls(decay_groups(model, weight_decay, decay_biases), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1)) if schedule == "cosine" else None
     loss_fn = loss_function(loss)
-    gen = torch.Generator().manual_seed(int(seed))
-    n = len(X)
-
-    recorded_loss: list = []
-    recorded: Dict[str, list] = {name: [] for name in metrics}
+    order = MinibatchOrder(len(X), seed, device)
+    recorder = Recorder(list(metrics), K=1)
 
     def evaluate() -> float:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            total = 0.0
-            for start in range(0, n, 8192):
-                xb, yb = X[start : start + 8192], y[start : start + 8192]
-                total += loss_fn(model(xb), yb).item() * len(xb)
-            recorded_loss.append(total / n)
-            for name, fn in metrics.items():
-                value = metric_array(fn(model), name)
-                if recorded[name] and value.shape != recorded[name][0].shape:
-                    raise ValueError(f"metric {name!r} changed shape from {recorded[name][0].shape} to {value.shape}.")
-                recorded[name].append(value)
+            loss_now = full_data_loss(lambda xb: model(xb).unsqueeze(0), X, y, loss_fn)
+            recorder.add(loss_now, evaluate_metrics(metrics, [model]))
         model.train(was_training)
-        return recorded_loss[-1]
+        return float(loss_now[0])
 
     eval_set = set(int(s) for s in evals)
-    perm, pos = None, n
     postfix_every = max(1, steps // 200)
     model.train()
     with tqdm(total=steps, disable=not progress, desc="train", leave=False) as bar:
@@ -425,10 +555,7 @@ def train(
             postfix["train_loss"] = f"{evaluate():.4g}"
             bar.set_postfix(postfix)
         for step in range(1, steps + 1):
-            if pos >= n:
-                perm, pos = torch.randperm(n, generator=gen).to(device), 0
-            idx = perm[pos : pos + batch_size]
-            pos += batch_size
+            idx = order.next(batch_size)
             opt.zero_grad(set_to_none=True)
             batch_loss = loss_fn(model(X[idx]), y[idx])
             batch_loss.backward()
@@ -444,11 +571,6 @@ def train(
 
     config = dict(
         steps=steps, lr=lr, weight_decay=weight_decay, batch_size=batch_size, optimizer=optimizer,
-        loss=loss, seed=int(seed), schedule=schedule, n_train=n, decay_biases=bool(decay_biases),
+        loss=loss, seed=int(seed), schedule=schedule, n_train=len(X), decay_biases=bool(decay_biases),
     )
-    return History(
-        steps=np.asarray(sorted(eval_set), dtype=np.int64),
-        loss=np.asarray(recorded_loss, dtype=float),
-        metrics={k: np.stack(v) if v else np.zeros(0) for k, v in recorded.items()},
-        config=config,
-    )
+    return recorder.histories(eval_set, [config])[0]
