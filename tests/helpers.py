@@ -14,13 +14,39 @@ import lctools
 
 
 def random_mlp(in_dim, widths, out_dim=1, seed=0, bias_std=0.3, activation="relu", dtype=torch.float64,
-               slope=0.2):
-    """An ``lctools.MLP`` with weights ``N(0, 1/fan_in)`` and biases ``N(0, bias_std^2)`` drawn
-    after ``torch.manual_seed(seed)`` (PyTorch's default init gives tiny biases for wide
-    layers, which puts every zero set near the origin), in ``dtype``; LeakyReLU nets use
-    negative slope ``slope``."""
+               slope=0.2, init="fan_in", flatten=False):
+    """A random ``lctools.MLP`` in ``dtype`` whose zero sets cross the unit box (PyTorch's
+    default init gives tiny biases for wide layers, which puts every zero set near the origin).
+
+    ``init`` picks the recipe (each test module keeps the networks it was calibrated on):
+
+    - ``"fan_in"``: after ``torch.manual_seed(seed)``, weights ``N(0, 1/fan_in)`` and biases
+      ``N(0, bias_std^2)``, layer by layer;
+    - ``"he"``: from ``torch.Generator().manual_seed(seed)``, weights ``N(0, 2/fan_in)`` and
+      biases ``N(0, bias_std^2)`` drawn in ``dtype``;
+    - ``"default"``: after ``torch.manual_seed(seed)``, PyTorch's default weights, and hidden
+      biases ``N(0, bias_std^2)``.
+
+    LeakyReLU nets use negative slope ``slope``.
+    """
+    if init == "he":
+        g = torch.Generator().manual_seed(seed)
+        net = lctools.MLP(in_dim, widths, out_dim, activation=activation, negative_slope=slope,
+                          flatten=flatten).to(dtype)
+        with torch.no_grad():
+            for m in net:
+                if isinstance(m, nn.Linear):
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=dtype) * math.sqrt(2 / m.in_features))
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g, dtype=dtype) * bias_std)
+        return net
     torch.manual_seed(seed)
-    net = lctools.MLP(in_dim, widths, out_dim, activation=activation, negative_slope=slope)
+    net = lctools.MLP(in_dim, widths, out_dim, activation=activation, negative_slope=slope, flatten=flatten)
+    if init == "default":
+        with torch.no_grad():
+            for layer in net.hidden_layers:
+                layer.bias.normal_(0, bias_std)
+        return net.to(dtype)
+    assert init == "fan_in", init
     for m in net:
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))

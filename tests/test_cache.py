@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-import lctools
 from lctools import MLP, cache, training
 from lctools.data import two_moons
 

@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from helpers import random_mlp  # noqa: E402
 from lctools import MLP, regions  # noqa: E402
 
 BOX = (-1.5, 0.5, -0.25, 1.75)  # square, off-centre
@@ -18,12 +19,8 @@ RECT = (-2.0, 1.0, -0.5, 1.5)   # non-square and off-centre
 
 
 def _mlp(widths, seed, activation="relu", slope=0.1, in_dim=2, bias_scale=0.1):
-    torch.manual_seed(seed)
-    m = MLP(in_dim, widths, 1, activation=activation, negative_slope=slope)
-    with torch.no_grad():
-        for layer in m.hidden_layers:
-            layer.bias.normal_(0, bias_scale)
-    return m
+    return random_mlp(in_dim, widths, 1, seed=seed, bias_std=bias_scale, activation=activation, slope=slope,
+                      init="default", dtype=torch.float32)
 
 
 def _chord_length(w, b, bounds):

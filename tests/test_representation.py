@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import lctools
+from helpers import random_mlp
 from lctools import regions
 from lctools import representation as rep
 from lctools.complexity import gaussian_density
@@ -17,14 +18,8 @@ from lctools.complexity import gaussian_density
 
 def _net(widths, in_dim=2, out_dim=1, seed=0, bias_std=0.3, activation="relu", dtype=torch.float32, flatten=False):
     """He-normal weights and N(0, bias_std^2) biases, so that the zero sets cross [-1, 1]^2."""
-    g = torch.Generator().manual_seed(seed)
-    net = lctools.MLP(in_dim, widths, out_dim, activation=activation, flatten=flatten).to(dtype)
-    with torch.no_grad():
-        for m in net:
-            if isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=dtype) * math.sqrt(2 / m.in_features))
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g, dtype=dtype) * bias_std)
-    return net
+    return random_mlp(in_dim, widths, out_dim, seed=seed, bias_std=bias_std, activation=activation, dtype=dtype,
+                      slope=0.01, init="he", flatten=flatten)
 
 
 def _log_uniform(n, lo, hi, seed):
