@@ -57,15 +57,18 @@ def gaussian_density(t: torch.Tensor, s: float) -> torch.Tensor:
     return torch.exp(-0.5 * (t / s) ** 2) / (s * math.sqrt(2 * math.pi))
 
 
-def _check_estimate(per_point: torch.Tensor, grad_max: float, sigma: float) -> None:
-    """Refuse a NaN/inf estimate; warn when it rests on too few points (module docstring)."""
-    values = per_point.detach().sum(dim=1).double()
-    if not bool(torch.isfinite(values).all()):
+def _refuse_nan(per_point: torch.Tensor, sigma: float) -> None:
+    if not bool(torch.isfinite(per_point.detach()).all()):
         raise ValueError(
             f"the local complexity is NaN or infinite at sigma={sigma:g}: the bias noise or the densities "
             "overflow the model's dtype. Use a moderate sigma (a fraction of the pre-activations' scale, "
             "see preactivation_rms) or a float64 model."
         )
+
+
+def _check_estimate(per_point: torch.Tensor, grad_max: float, sigma: float) -> None:
+    """Warn when the estimate (the mean over points) rests on too few points (module docstring)."""
+    values = per_point.detach().sum(dim=1).double()
     N, mean = values.numel(), float(values.mean())
     if mean == 0.0:
         if grad_max > 0:
@@ -135,9 +138,8 @@ def _lc_terms_impl(model, x, sigma, noise_draws, shared_noise, generator, budget
                 grad_max = torch.maximum(grad_max, g.max())
     # (N, L): chunks concatenated, draws averaged (kept as a graph when differentiable)
     per_point = torch.stack([torch.cat(p).view(draws, N).mean(dim=0) for p in per_point], dim=1)
-    terms = _Terms(per_point, [g / (N * draws) for g in grad_sum], float(grad_max))
-    _check_estimate(per_point, terms.grad_norm_max, sigma)
-    return terms
+    _refuse_nan(per_point, sigma)
+    return _Terms(per_point, [g / (N * draws) for g in grad_sum], float(grad_max))
 
 
 def _reduce(per_point: torch.Tensor, reduction: str, per_layer: bool) -> torch.Tensor:
@@ -197,9 +199,10 @@ def local_complexity(
     -------
     torch.Tensor
         0-dim (``"mean"``, ``"sum"``), ``(N,)`` (``"none"``), with a trailing ``(L,)`` axis
-        if ``per_layer``.  A :class:`LCWarning` is issued when the estimate's relative
-        standard error over the points exceeds 0.5 (or every term underflows to 0): too few
-        points lie within reach of a boundary at this ``sigma``.  NaN results are refused.
+        if ``per_layer``.  For ``"mean"`` and ``"sum"`` a :class:`LCWarning` is issued when
+        the estimate's relative standard error over the points exceeds 0.5 (or every term
+        underflows to 0): too few points lie within reach of a boundary at this ``sigma``.
+        NaN results are refused.
 
     Example
     -------
@@ -213,6 +216,8 @@ def local_complexity(
     check_reduction(reduction)
     per_layer, differentiable = check_bool(per_layer, "per_layer"), check_bool(differentiable, "differentiable")
     terms = _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress, differentiable)
+    if reduction != "none":  # per-point values are the caller's to aggregate
+        _check_estimate(terms.per_point, terms.grad_norm_max, float(sigma))
     return _reduce(terms.per_point, reduction, per_layer)
 
 
@@ -265,6 +270,7 @@ def local_complexity_bound(
     """
     sigma = check_sigma(sigma)
     terms = _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, False)
+    _check_estimate(terms.per_point, terms.grad_norm_max, sigma)
     c_grad = max(float(g.max()) for g in terms.grad_norm_mean)
     return LCBound(
         value=float(terms.per_point.sum(dim=1).mean()),

@@ -155,3 +155,11 @@ def test_nan_results_are_refused(sigma, dtype):
         assert "NaN or infinite" in str(exc)
     else:  # a finite answer is acceptable; a NaN never is
         assert math.isfinite(float(value))
+
+
+def test_per_point_values_do_not_warn():
+    """reduction='none' hands the points to the caller (chapter 2 sweeps s with it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = lctools.local_complexity(square_net(), XS, 1e-9, reduction="none")
+    assert float(values.sum()) == 0.0
