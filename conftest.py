@@ -1,12 +1,13 @@
-"""Repository-wide pytest settings (loaded for every test path, including ``--nbval-lax book/``).
+"""Repository-wide pytest settings (loaded for every test path).
 
-- Notebooks run by nbval (and papermill, and the book build started by the tests) use the
-  *quick* settings unless LCTOOLS_MODE is already set: kernels inherit this environment.
-- They share one results cache, ``_build/lctools-cache`` (unless LCTOOLS_CACHE is set), so a
-  network trained by one run of a notebook is loaded by the others, and a test run never
-  touches the reader's own cache in ``~/.cache/lctools``.
-- Copies of notebooks under _build/ (executed by the book build or papermill) and the
-  virtual environment are never collected.
+- Notebooks executed by the tests (the book build started by tests/test_book.py, the
+  parameter check of tests/test_notebooks.py) use the *quick* settings unless LCTOOLS_MODE
+  is already set: kernels inherit this environment.
+- In-process tests share one results cache, ``_build/lctools-cache`` (unless LCTOOLS_CACHE
+  is set), so a test run never touches the reader's own cache in ``~/.cache/lctools``. The
+  book build of the tests uses a fresh cache of its own, under ``_build/test``.
+- Copies of notebooks under _build/ (executed by the book build) and the virtual
+  environment are never collected.
 """
 import os
 

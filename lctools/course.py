@@ -4,15 +4,16 @@ Every chapter notebook starts the same way::
 
     from lctools.course import resolve_mode, settings, banner
 
-    MODE = resolve_mode()          # explicit argument > $LCTOOLS_MODE > "full" on CUDA, else "quick"
+    MODE = resolve_mode()          # explicit argument > $LCTOOLS_MODE > "quick"
     cfg = settings(MODE,
                    quick=dict(width=64, steps=2_000),
                    full=dict(width=200, steps=1_000_000))
     banner(MODE)                   # the rendered page says which mode produced it
 
-The environment variable ``LCTOOLS_MODE`` (``quick`` or ``full``) is the switch. Without
-it, notebooks run in ``full`` mode on a CUDA machine and in ``quick`` mode otherwise; under
-pytest (papermill, nbval and the book-build test) it defaults to ``quick``.
+*quick* is the default everywhere, also on a machine with a GPU (a reader who presses
+"Run all" on Colab gets minutes, not hours). *full* runs only when asked for: the
+environment variable ``LCTOOLS_MODE=full``, or ``MODE = "full"`` in a notebook's
+parameters cell (papermill: ``-p MODE full``).
 """
 from __future__ import annotations
 
@@ -43,25 +44,42 @@ def _check(mode: Any, source: str) -> str:
 
 
 def resolve_mode(mode: Optional[str] = None) -> str:
-    """The mode to run in: ``"quick"`` or ``"full"``.
+    """The mode to run in: ``"quick"`` or ``"full"``; *quick* unless full mode is asked for.
 
-    Order of precedence: the explicit argument ``mode``; else the environment variable
-    ``LCTOOLS_MODE`` (if set and non-empty); else ``"full"`` when
-    ``torch.cuda.is_available()`` and ``"quick"`` otherwise. Values are case-insensitive.
+    Order of precedence: the explicit argument ``mode`` (a notebook passes its
+    parameters-cell ``MODE``); else the environment variable ``LCTOOLS_MODE`` (if set and
+    non-empty); else ``"quick"``. The default does not depend on the hardware: on a CUDA
+    machine (Colab with a GPU) it is still ``"quick"``, so that "Run all" never starts a run
+    of hours by surprise. Values are case-insensitive and may carry surrounding spaces.
+
+    Parameters
+    ----------
+    mode : ``"quick"``, ``"full"`` or None
+        The mode asked for; None defers to ``LCTOOLS_MODE``, then to ``"quick"``.
+
+    Returns
+    -------
+    str
+        ``"quick"`` or ``"full"``.
 
     Raises
     ------
     ValueError
         if the argument or the environment variable is not one of ``quick``, ``full``.
+
+    Examples
+    --------
+    >>> resolve_mode("FULL")            # what a parameters cell MODE = "full" asks for
+    'full'
+    >>> resolve_mode() in ("quick", "full")  # "quick" unless LCTOOLS_MODE says otherwise
+    True
     """
     if mode is not None:
         return _check(mode, "mode")
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
         return _check(env, f"the environment variable {ENV_VAR}")
-    import torch
-
-    return "full" if torch.cuda.is_available() else "quick"
+    return "quick"
 
 
 def settings(

@@ -2,6 +2,11 @@
 
 Tests that take a ``notebook`` argument are run once per notebook listed in _toc.yml;
 tests that take a ``book_page`` argument once per page (file) listed in _toc.yml.
+
+``make test`` runs ``pytest -n 2 --dist loadfile --no-loadscope-reorder``: each test file
+runs whole on one worker, in collection order. The book build (tests/test_book.py, the
+only execution of the notebooks) is the longest file, so it is collected first and starts
+at once on one worker while the other works through the remaining files.
 """
 from __future__ import annotations
 
@@ -29,6 +34,14 @@ def pytest_generate_tests(metafunc):
     if "book_page" in metafunc.fixturenames:
         pages = sync_repo_url.toc_pages(ROOT)
         metafunc.parametrize("book_page", pages, ids=[Path(p).name for p in pages])
+
+
+FIRST = ("test_book.py",)  # the longest file (the book build): scheduled first
+
+
+def pytest_collection_modifyitems(config, items):
+    """Collect the book build's file first (a stable sort keeps every other order)."""
+    items.sort(key=lambda item: item.path.name not in FIRST)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,14 @@
-"""The book: a strict build, then every page opened in a real headless Chromium.
+"""The book: a strict build, every executed notebook checked, then every page opened in a
+real headless Chromium.
 
 The build is the README's book command, ``jupyter-book build --all -W -n --keep-going .``,
-run once per test session (module fixture) from a fresh execution cache, so every notebook
-is executed (in quick mode, as LCTOOLS_MODE defaults to quick under pytest).
+run once per test session (module fixture) with ``--path-output _build/test``: the tests
+build into their own folder, with their own execution cache (emptied first, so every
+notebook is executed, in quick mode as LCTOOLS_MODE defaults to quick under pytest) and
+their own results cache. The reader's ``_build/html`` and ``_build/.jupyter_cache`` are never
+touched. This build is the only execution of the notebooks in a test run; the executed
+copies it writes (``_build/test/_build/jupyter_execute/book/*.ipynb``) are checked for
+cells that raised (a chapter's failing ``assert``) or did not run.
 
 The browser checks use Playwright's Python package driving the system Chromium
 (``/usr/bin/chromium``, Debian packages ``chromium`` and ``chromium-driver``; another
@@ -12,7 +18,7 @@ every chapter page we check that it loads, shows the mode banner, a ``{prf:theor
 ``{exercise}`` and its ``{solution}`` (as a dropdown), that every image (figure) loads,
 that MathJax (served locally) rendered the math without errors, and that the console shows
 no errors except blocked external requests. Other pages get the load, image, math and
-console checks. A screenshot of every page is saved under ``_build/screenshots/``.
+console checks. A screenshot of every page is saved under ``_build/test/screenshots/``.
 Without Playwright or Chromium, the browser tests skip and say why.
 """
 from __future__ import annotations
@@ -22,21 +28,26 @@ import http.server
 import os
 import re
 import shutil
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import nbformat
 import pytest
 import sync_repo_url  # tools/, put on sys.path by tests/conftest.py
+from book_execution import (  # tests/book_execution.py
+    BOOK_COMMAND,  # noqa: F401  (the README's command; build_book adds --path-output)
+    banner_modes,
+    build_book,
+    executed_notebook,
+    execution_problems,
+    execution_seconds,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "_build"
-HTML = BUILD / "html"
+BUILD = ROOT / "_build" / "test"  # the test suite's own output folder (--path-output)
+HTML = BUILD / "_build" / "html"
 SCREENSHOTS = BUILD / "screenshots"
-BOOK_COMMAND = ["jupyter-book", "build", "--all", "-W", "-n", "--keep-going", "."]
 BUILD_TIMEOUT = 3 * 3600  # seconds; quick mode takes minutes
 
 # Lines with "WARNING" that are not Sphinx warnings: ipykernel >= 7 logs this notice on
@@ -59,31 +70,12 @@ CHROMIUM_ARGS = [
 pytestmark = pytest.mark.slow
 
 
-def _jupyter_book() -> str:
-    local = Path(sys.executable).with_name("jupyter-book")
-    return str(local) if local.exists() else (shutil.which("jupyter-book") or "jupyter-book")
-
-
 @pytest.fixture(scope="module")
 def book_build():
-    """Run the book command once; return (returncode, combined output, seconds)."""
-    shutil.rmtree(BUILD / ".jupyter_cache", ignore_errors=True)  # execute every notebook
+    """Run the book command once into _build/test; return (returncode, combined output, seconds)."""
     env = dict(os.environ)
     env.setdefault("LCTOOLS_MODE", "quick")
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [_jupyter_book(), *BOOK_COMMAND[1:]],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-    )
-    seconds = time.perf_counter() - start
-    BUILD.mkdir(exist_ok=True)
-    (BUILD / "book-build.log").write_text(proc.stdout, encoding="utf-8")
-    return proc.returncode, proc.stdout, seconds
+    return build_book(ROOT, BUILD, env=env, timeout=BUILD_TIMEOUT)
 
 
 def _warnings(output: str) -> list[str]:
@@ -94,11 +86,31 @@ def _warnings(output: str) -> list[str]:
 def test_book_builds_without_warnings(book_build, record_property):
     returncode, output, seconds = book_build
     record_property("build_seconds", round(seconds, 1))
-    print(f"book build: {seconds:.1f} s")
+    print(f"book build: {seconds:.1f} s; notebooks: {execution_seconds(output)}")
     warnings = _warnings(output)
     assert not warnings, "book build warnings:\n" + "\n".join(warnings)
-    assert returncode == 0, "book build failed (log in _build/book-build.log):\n" + output[-5000:]
+    assert returncode == 0, "book build failed (log in _build/test/book-build.log):\n" + output[-5000:]
     assert (HTML / "index.html").exists()
+
+
+def test_notebook_ran_without_errors(book_build, notebook, record_property):
+    """The build's execution of one chapter: every code cell ran, none raised (so every
+    ``assert`` of the chapter held), and the banner names the mode of this test run."""
+    _, output, _ = book_build
+    seconds = execution_seconds(output).get(notebook.name)
+    record_property("execute_seconds", seconds)
+    path = executed_notebook(BUILD, ROOT, notebook)
+    assert path.is_file(), f"the book build wrote no executed copy of {notebook.name} ({path})"
+    executed = nbformat.read(path, as_version=4)
+    source = nbformat.read(notebook, as_version=4)
+    code = [c.source for c in source.cells if c.cell_type == "code"]
+    assert [c.source for c in executed.cells if c.cell_type == "code"] == code, (
+        f"{path} is not an execution of the current {notebook.name}"
+    )
+    problems = execution_problems(executed)
+    assert not problems, f"{notebook.name} (executed copy: {path}):\n" + "\n".join(problems)
+    assert seconds is not None, f"{notebook.name} was not executed by this build (from a cache?)"
+    assert banner_modes(executed) == [os.environ.get("LCTOOLS_MODE", "quick").strip().lower()]
 
 
 # --------------------------------------------------------------------------- browser

@@ -23,12 +23,43 @@ def test_env_var(monkeypatch):
 
 
 @pytest.mark.parametrize("cuda", [True, False])
-def test_default_follows_cuda(monkeypatch, cuda):
+def test_default_is_quick_with_or_without_cuda(monkeypatch, cuda):
+    """Colab-safe: a GPU alone never selects full mode ("Run all" must not start hours)."""
     monkeypatch.delenv("LCTOOLS_MODE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    assert course.resolve_mode() == ("full" if cuda else "quick")
-    monkeypatch.setenv("LCTOOLS_MODE", "")  # empty counts as unset
-    assert course.resolve_mode() == ("full" if cuda else "quick")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: int(cuda))
+    assert course.resolve_mode() == "quick"
+    assert course.resolve_mode(None) == "quick"
+    assert course.settings(None, dict(a=1), dict(a=2)).a == 1
+    for unset in ("", "  "):  # empty counts as unset
+        monkeypatch.setenv("LCTOOLS_MODE", unset)
+        assert course.resolve_mode() == "quick"
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_full_only_when_asked(monkeypatch, cuda):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.delenv("LCTOOLS_MODE", raising=False)
+    assert course.resolve_mode("full") == "full"  # MODE = "full" in the parameters cell
+    monkeypatch.setenv("LCTOOLS_MODE", "full")
+    assert course.resolve_mode() == "full"
+    assert course.resolve_mode(None) == "full"
+
+
+def test_notebooks_say_quick_is_the_default():
+    """The parameters cell of every chapter documents the default and how to ask for full."""
+    import json
+    from pathlib import Path
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    chapters = sorted(book.glob("0*.ipynb"))
+    assert chapters
+    for path in chapters:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        (params,) = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+        text = "".join(params["source"])
+        assert "CUDA" not in text and '"quick"' in text and '"full"' in text, (path.name, text)
+        assert "MODE = None" in text
 
 
 def test_bad_values_name_the_allowed_ones(monkeypatch):

@@ -81,7 +81,7 @@ def test_otter_assign_format(name):
     import sync_repo_url
 
     assert cells[1]["cell_type"] == "code" and 'if "google.colab" in sys.modules:' in colab
-    assert f'"lctools @ git+{sync_repo_url.repo_url(ROOT)}"' in colab  # the URL of _config.yml
+    assert colab == sync_repo_url.exercise_colab_cell_source(sync_repo_url.repo_url(ROOT))  # _config.yml, pyproject.toml
     qs = _questions(nb)
     assert len(qs) >= 3
     assert any(q["manual"] for q in qs.values()) and sum(not q["manual"] for q in qs.values()) >= 3
