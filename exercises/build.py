@@ -26,7 +26,7 @@ needs test files.  ``--update-student`` also copies the student notebooks to
 from __future__ import annotations
 
 import argparse
-import glob
+import hashlib
 import json
 import re
 import shutil
@@ -58,6 +58,22 @@ def torch_requirement() -> str:
 #: where Gradescope and ``otter grade`` unpack the zip; otter puts ``files`` under ``files/``
 AUTOGRADER_SOURCE = "/autograder/source"
 INIT_MARKER = "grader = otter.Notebook("  # the otter cell; the student notebook's has no path
+
+
+def colab_url(name: str, root: Path = ROOT) -> str:
+    """Colab's address of the committed student notebook ``exercises/student/<name>.ipynb``,
+    from ``repository: url:`` and ``branch:`` in ``_config.yml`` (a GitHub repository)."""
+    import yaml
+
+    repo = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))["repository"]
+    url = str(repo["url"]).strip().rstrip("/")
+    url = url[:-4] if url.endswith(".git") else url
+    prefix = "https://github.com/"
+    if not url.startswith(prefix):
+        raise ValueError(f"Colab opens notebooks from GitHub only; repository url is {url!r}")
+    path = STUDENT_DIR.relative_to(ROOT).as_posix()
+    return (f"https://colab.research.google.com/github/{url[len(prefix):]}/blob/"
+            f"{repo.get('branch', 'main')}/{path}/{name}.ipynb")
 
 
 def assignments() -> list[str]:
@@ -139,6 +155,10 @@ def embed_public_tests(student_nb: Path, tests_dir: Path) -> None:
             break
     else:
         raise SystemExit(f"{student_nb}: no cell with {INIT_MARKER!r}")
+    for i, cell in enumerate(nb["cells"]):  # otter draws random cell ids: make them reproducible
+        if "id" in cell:
+            src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            cell["id"] = hashlib.sha1(f"{i}\n{src}".encode()).hexdigest()[:8]
     student_nb.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

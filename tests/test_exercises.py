@@ -77,6 +77,18 @@ def test_every_chapter_has_an_assignment():
     assert len(expected) == 6 and expected <= set(ASSIGNMENTS), sorted(expected - set(ASSIGNMENTS))
 
 
+def test_each_chapter_links_its_student_notebook_on_colab():
+    import sync_repo_url
+
+    for nb_path in sync_repo_url.toc_notebooks(ROOT):
+        name = "ch{}_{}".format(int(nb_path.stem[:2]), nb_path.stem[3:])
+        cells = [_source(c) for c in json.loads(nb_path.read_text())["cells"]
+                 if _source(c).startswith("## Assignment")]
+        assert len(cells) == 1, nb_path
+        assert f"({build.colab_url(name)})" in cells[0], nb_path
+        assert (build.STUDENT_DIR / f"{name}.ipynb").is_file()
+
+
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_otter_assign_format(name):
     nb = json.loads((EXERCISES / name / f"{name}.ipynb").read_text())
@@ -153,6 +165,10 @@ def test_build(dist, name):
                 if len(line) > 20 and line not in public_lines:
                     assert line[4:] not in text and repr(line[4:])[1:-1] not in text, line
     assert text.count(build.INIT_MARKER) == 1 and "_json.loads(" in text
+    # the committed copy that the book's Colab links open is this build
+    committed = build.STUDENT_DIR / f"{name}.ipynb"
+    assert committed.is_file() and json.loads(committed.read_text()) == student, (
+        f"{committed} is out of date: run `python exercises/build.py --update-student`")
     with zipfile.ZipFile(ag) as zf:
         names = zf.namelist()
         env = yaml.safe_load(zf.read("environment.yml"))
