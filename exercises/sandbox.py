@@ -395,7 +395,12 @@ def main(result_fd: int) -> None:
             except OSError:
                 pass
 
-    stdin = sys.stdin
+    # the job pipe moves to a private descriptor; the student's code sees an empty stdin
+    stdin = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdin = open(os.devnull, encoding="utf-8")
     job = json.loads(stdin.readline())
     _preimport()
     import importlib
