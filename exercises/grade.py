@@ -1,103 +1,413 @@
-"""Grade a folder of submitted notebooks locally (no Docker) into a CSV of scores.
+"""Grade a folder of submitted notebooks locally into a CSV of scores, one isolated process each.
 
     python exercises/grade.py SUBMISSIONS_DIR --assignment ch1_linear_regions [--out scores.csv]
-                              [--autograder PATH.zip] [--build-dir exercises/dist]
+                              [--autograder PATH.zip] [--build-dir exercises/dist] [--timeout 300]
 
-Every ``*.ipynb`` in SUBMISSIONS_DIR (not recursive) is run by ``otter.api.grade_submission``
-(what ``otter run`` does) in the current Python environment, which must have lctools
-installed.  The autograder zip defaults to ``<build-dir>/<assignment>/autograder/
-<assignment>-autograder.zip`` from ``exercises/build.py``.  The CSV has one row per
-notebook: ``file``, one column per autograded question, ``total``, ``possible``,
-``percent`` and ``error`` (set when a notebook could not be graded; its scores are then 0).
-Free-response (manual) questions are not in the CSV: grade them by reading the notebooks.
-A notebook that lost its otter metadata (e.g. re-created by hand) is graded as this
-assignment, with a warning.
+Every file under SUBMISSIONS_DIR (recursively) gets a row: notebooks (``.ipynb``, any case)
+are graded, other files get a row that says why they were not.  The autograder zip
+(default ``<build-dir>/<assignment>/autograder/<assignment>-autograder.zip`` from
+``exercises/build.py``) and ``--out`` are checked before anything is graded.
+
+Each notebook is run by ``exercises/sandbox.py`` in a child process: its own process group
+and session (Ctrl-C reaches only the grader; a timeout kills the whole group), its own
+empty temporary working directory (no solutions, no other submissions, no test files),
+``HOME``/``TMPDIR`` inside it and the lctools results cache off.  The hidden tests reach
+the child only after the student's code has run, and are then run against pristine
+builtins and library functions.  Tamper evidence (see ``sandbox.py``) goes to the
+``flags`` column; a call of a function the question forbids, made from the answer while
+the tests run, scores that question 0.
+
+The CSV has one row per file: ``file``, one column per autograded question, ``total``,
+``possible``, ``percent``, ``flags``, ``error``, ``notes``.  It is rewritten after every
+notebook, so Ctrl-C or a crash keeps every row graded so far.  Free-response (manual)
+questions are not in the CSV: grade them by reading the notebooks.
+
+This is *evidence*, not a security boundary: the student's code runs with your user's
+rights.  Grade in a container or on Gradescope for anything that counts (see the
+instructor guide).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
+import ast
 import csv
-import io
 import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import time
+import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from build import DEFAULT_OUT, autograder_zip  # noqa: E402
 
-
-def _with_assignment_name(nb_path: Path, name: str, tmp: Path) -> Path:
-    """The notebook itself, or a copy carrying ``metadata.otter.assignment_name = name`` if it has none."""
-    nb = json.loads(nb_path.read_text(encoding="utf-8"))
-    otter_md = nb.setdefault("metadata", {}).setdefault("otter", {})
-    if otter_md.get("assignment_name"):
-        return nb_path
-    print(f"warning: {nb_path.name} has no otter assignment name; grading it as {name}", file=sys.stderr)
-    otter_md["assignment_name"] = name
-    copy = tmp / nb_path.name
-    copy.write_text(json.dumps(nb), encoding="utf-8")
-    return copy
+SANDBOX = HERE / "sandbox.py"
+DEFAULT_TIMEOUT = 300.0
 
 
-def grade_notebook(nb_path, ag_zip, assignment: str) -> dict:
-    """Grade one notebook: ``{"scores": {question: points}, "total", "possible", "error"}``."""
-    import otter.api
-
-    nb_path = Path(nb_path).resolve()
-    with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-        try:
-            path = _with_assignment_name(nb_path, assignment, Path(tmp))
-            with contextlib.redirect_stdout(io.StringIO()):
-                res = otter.api.grade_submission(str(path), str(Path(ag_zip).resolve()), quiet=True)
-            scores = {q: float(res.get_score(q)) for q in res.to_dict()}
-            return dict(scores=scores, total=float(res.total), possible=float(res.possible), error="")
-        except Exception as e:  # one broken submission must not stop the class's grading
-            return dict(scores={}, total=0.0, possible=float("nan"), error=f"{type(e).__name__}: {e}")
+class GradingError(Exception):
+    """A submission that could not be graded (the message goes to the ``error`` column)."""
 
 
-def grade_folder(submissions, assignment: str, out, ag_zip=None, build_dir=DEFAULT_OUT) -> list[dict]:
-    """Grade every ``*.ipynb`` in ``submissions``; write the CSV ``out``; return its rows."""
-    ag_zip = Path(ag_zip) if ag_zip else autograder_zip(build_dir, assignment)
+# ---------------------------------------------------------------------------------------
+# the autograder: tests and points, read by the (trusted) parent from the zip
+# ---------------------------------------------------------------------------------------
+def load_autograder(ag_zip) -> dict:
+    """``{question: {"cases", "hidden", "points", "all_or_nothing", "possible"}}`` from a zip.
+
+    Points per test case follow otter's rules (``OKTestFile.from_spec``).  Raises
+    ``SystemExit`` if the zip is missing, unreadable, has no tests or 0 possible points.
+    """
+    from otter.test_files.ok_test import OKTestFile
+
+    ag_zip = Path(ag_zip)
     if not ag_zip.is_file():
-        raise SystemExit(f"autograder zip {ag_zip} not found: run `python exercises/build.py {assignment}` first")
-    notebooks = sorted(Path(submissions).glob("*.ipynb"))
-    if not notebooks:
-        raise SystemExit(f"no .ipynb files in {submissions}")
-    results = []
-    for nb in notebooks:
-        r = grade_notebook(nb, ag_zip, assignment)
-        print(f"{nb.name}: {r['total']:g} / {r['possible']:g}" + (f"  ERROR {r['error']}" if r["error"] else ""))
-        results.append((nb.name, r))
-    questions = sorted({q for _, r in results for q in r["scores"]}, key=lambda q: (len(q), q))
-    possible = max((r["possible"] for _, r in results if not r["error"]), default=float("nan"))
-    rows = []
-    for name, r in results:
-        row = {"file": name, **{q: r["scores"].get(q, 0.0) for q in questions}, "total": r["total"],
-               "possible": possible, "percent": round(100 * r["total"] / possible, 2) if possible == possible and possible else 0.0,
-               "error": r["error"]}
-        rows.append(row)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["file", *questions, "total", "possible", "percent", "error"])
+        raise SystemExit(f"autograder zip {ag_zip} not found: run `python exercises/build.py` first")
+    if not zipfile.is_zipfile(ag_zip):
+        raise SystemExit(f"{ag_zip} is not a zip file")
+    tests = {}
+    with zipfile.ZipFile(ag_zip) as zf:
+        names = [n for n in zf.namelist() if n.startswith("tests/") and n.endswith(".py")]
+        for n in names:
+            ns: dict = {}
+            exec(compile(zf.read(n).decode("utf-8"), n, "exec"), ns)
+            tf = OKTestFile.from_spec(ns["test"], path=n)
+            tests[tf.name] = dict(
+                cases=[tc.body for tc in tf.test_cases], hidden=[tc.hidden for tc in tf.test_cases],
+                points=[float(tc.points) for tc in tf.test_cases], all_or_nothing=bool(tf.all_or_nothing),
+                possible=float(sum(tc.points for tc in tf.test_cases)))
+    if not tests:
+        raise SystemExit(f"{ag_zip} holds no tests/*.py: not an otter autograder zip")
+    if sum(t["possible"] for t in tests.values()) <= 0:
+        raise SystemExit(f"{ag_zip}: the tests are worth 0 points in total")
+    return dict(sorted(tests.items(), key=lambda kv: (len(kv[0]), kv[0])))
+
+
+def score(tests: dict, passed: dict, zeroed=()) -> dict:
+    """Points per question from the pass/fail list of each test case (otter's rules)."""
+    out = {}
+    for q, t in tests.items():
+        ok = passed.get(q, [False] * len(t["cases"]))
+        if q in zeroed:
+            out[q] = 0.0
+        elif t["all_or_nothing"]:
+            out[q] = t["possible"] if all(ok) else 0.0
+        else:
+            out[q] = float(sum(p for p, good in zip(t["points"], ok) if good))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# what the grader knows about the assignment (from its solution notebook, when present)
+# ---------------------------------------------------------------------------------------
+def _source(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def library_imports(nb: dict) -> list[list[str]]:
+    """``[name, module, attr]`` of every import statement in the notebook's code cells."""
+    out = []
+    for c in nb.get("cells", []):
+        if c.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse(_source(c))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.asname:
+                        out.append([a.asname, a.name, ""])
+                    else:
+                        top = a.name.split(".")[0]
+                        out.append([top, top, ""])
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for a in node.names:
+                    if a.name != "*":
+                        out.append([a.asname or a.name, node.module, a.name])
+    return out
+
+
+def assignment_info(assignment: str) -> dict:
+    """Imports of the solution notebook and the forbidden calls (``forbidden.json``) per question."""
+    folder = HERE / assignment
+    info = {"imports": [], "forbidden": {}}
+    nb_path = folder / f"{assignment}.ipynb"
+    if nb_path.is_file():
+        info["imports"] = library_imports(json.loads(nb_path.read_text(encoding="utf-8")))
+    fb = folder / "forbidden.json"
+    if fb.is_file():
+        info["forbidden"] = json.loads(fb.read_text(encoding="utf-8"))
+    return info
+
+
+# ---------------------------------------------------------------------------------------
+# one submission, in a child process
+# ---------------------------------------------------------------------------------------
+def _read_notebook(path: Path, assignment: str):
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cells = nb["cells"]
+        sources = [_source(c) for c in cells if c.get("cell_type") == "code"]
+    except Exception as e:  # noqa: BLE001
+        raise GradingError(f"not a readable notebook ({type(e).__name__}: {str(e)[:100]})") from None
+    notes = []
+    name = (nb.get("metadata", {}).get("otter", {}) or {}).get("assignment_name")
+    if name and name != assignment:
+        notes.append(f"the notebook says it is assignment {name!r}")
+    return sources, notes
+
+
+def _child_env(workdir: Path) -> dict:
+    env = dict(os.environ)
+    for k in list(env):
+        if k.startswith(("OTTER", "GRADESCOPE")):
+            del env[k]
+    home = workdir / ".home"
+    home.mkdir()
+    (workdir / ".tmp").mkdir()
+    try:
+        from lctools.data import _default_root  # the teacher's MNIST, read-only use
+        env.setdefault("LCTOOLS_DATA", str(_default_root()))
+    except Exception:  # noqa: BLE001
+        pass
+    env.update(HOME=str(home), TMPDIR=str(workdir / ".tmp"), MPLCONFIGDIR=str(home / ".mpl"),
+               XDG_CACHE_HOME=str(home / ".cache"), LCTOOLS_CACHE="off", PYTHONDONTWRITEBYTECODE="1",
+               MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _kill_group(proc) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAULT_TIMEOUT,
+                   sensitive=(), info=None) -> dict:
+    """Grade one notebook in an isolated child process.
+
+    Returns ``{"scores": {q: points}, "total", "possible", "flags": [...], "error": str,
+    "notes": [...]}``; ``error`` is set (and the scores are 0) for a timeout, a crash or
+    an unreadable notebook.
+    """
+    nb_path = Path(nb_path)
+    possible = sum(t["possible"] for t in tests.values())
+    zero = {q: 0.0 for q in tests}
+    info = info if info is not None else assignment_info(assignment)
+    res = dict(scores=dict(zero), total=0.0, possible=possible, flags=[], error="", notes=[])
+    try:
+        sources, notes = _read_notebook(nb_path, assignment)
+    except GradingError as e:
+        res["error"] = str(e)
+        return res
+    res["notes"] = notes
+    workdir = Path(tempfile.mkdtemp(prefix="lc-grade-"))
+    shutil.copyfile(nb_path, workdir / f"{assignment}.ipynb")  # its own notebook, under the expected name
+    r, w = os.pipe()
+    proc = None
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, str(SANDBOX), str(w)], cwd=workdir, env=_child_env(workdir),
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(w,), start_new_session=True)
+        os.close(w)
+        w = -1
+        job = dict(cells=sources, imports=info["imports"], forbidden=info["forbidden"],
+                   sensitive=[str(p) for p in sensitive])
+        proc.stdin.write((json.dumps(job) + "\n").encode())
+        proc.stdin.flush()
+        nonce = secrets.token_hex(16)
+        deadline = time.monotonic() + timeout
+        buf, final, sent = b"", None, False
+        while final is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise GradingError(f"timeout: still running after {timeout:g} s (an endless loop?); killed")
+            ready, _, _ = select.select([r], [], [], min(left, 1.0))
+            if not ready:
+                continue
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+                rc = proc.returncode
+                how = (f"killed by {signal.Signals(-rc).name}" if rc and rc < 0 else f"exit code {rc}")
+                raise GradingError(f"crash: the notebook's process ended before the tests finished ({how})")
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    res["flags"].append("result-channel: unreadable message from the child")
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                if "flag" in msg:
+                    if msg["flag"] not in res["flags"]:
+                        res["flags"].append(str(msg["flag"])[:300])
+                elif msg.get("event") == "ready" and not sent:
+                    proc.stdin.write((json.dumps({"nonce": nonce, "tests": {
+                        q: t["cases"] for q, t in tests.items()}}) + "\n").encode())
+                    proc.stdin.flush()
+                    sent = True
+                elif "nonce" in msg:
+                    if msg["nonce"] == nonce and sent:
+                        final = msg
+                    else:
+                        res["flags"].append("result-channel: forged result message")
+        for f in final.get("flags", []):
+            if f not in res["flags"]:
+                res["flags"].append(str(f)[:300])
+        res["notes"] += [str(n) for n in final.get("notes", [])]
+        zeroed = set(final.get("forbidden_during_tests", []))
+        res["scores"] = score(tests, final.get("passed", {}), zeroed)
+        if zeroed:
+            res["notes"].append(f"{', '.join(sorted(zeroed))}: 0 for calling a forbidden function")
+        res["total"] = float(sum(res["scores"].values()))
+    except GradingError as e:
+        res["error"] = str(e)
+        res["scores"], res["total"] = dict(zero), 0.0
+    except (BrokenPipeError, OSError) as e:
+        res["error"] = f"crash: lost contact with the notebook's process ({type(e).__name__})"
+        res["scores"], res["total"] = dict(zero), 0.0
+    finally:
+        if w != -1:
+            os.close(w)
+        os.close(r)
+        if proc is not None:
+            _kill_group(proc)  # also whatever it left running
+        shutil.rmtree(workdir, ignore_errors=True)
+    return res
+
+
+# ---------------------------------------------------------------------------------------
+# a folder of submissions
+# ---------------------------------------------------------------------------------------
+def collect(folder) -> list[tuple[Path, str]]:
+    """Every file under ``folder``: ``(path, "")`` to grade or ``(path, reason)`` not to."""
+    folder = Path(folder)
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_dir():
+            continue
+        rel = p.relative_to(folder)
+        if ".ipynb_checkpoints" in rel.parts:
+            out.append((p, "not graded: a Jupyter checkpoint copy"))
+        elif p.is_symlink():
+            out.append((p, "not graded: a symbolic link"))
+        elif p.suffix == ".ipynb":
+            out.append((p, ""))
+        elif p.suffix.lower() == ".ipynb":
+            out.append((p, ""))  # graded; the note says the extension is unusual
+        else:
+            out.append((p, f"not graded: not a notebook ({p.suffix or 'no extension'})"))
+    return out
+
+
+def _check_out(out: Path) -> None:
+    if out.is_dir():
+        raise SystemExit(f"--out {out} is a folder, not a file")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise SystemExit(f"--out {out}: folder {parent} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".grade-probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise SystemExit(f"--out {out}: cannot write in {parent} ({e.strerror})") from None
+    if out.exists() and not os.access(out, os.W_OK):
+        raise SystemExit(f"--out {out} is not writable")
+
+
+def _write_csv(out: Path, questions, rows) -> None:
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["file", *questions, "total", "possible", "percent", "flags",
+                                          "error", "notes"])
         w.writeheader()
         w.writerows(rows)
-    print(f"wrote {out} ({len(rows)} submissions)")
+    os.replace(tmp, out)  # atomic: the CSV is always complete
+
+
+def _row(name, questions, r, possible) -> dict:
+    total = r["total"]
+    return {"file": name, **{q: r["scores"].get(q, 0.0) for q in questions}, "total": total,
+            "possible": possible, "percent": round(100 * total / possible, 2),
+            "flags": " | ".join(r.get("flags", [])), "error": r.get("error", ""),
+            "notes": " | ".join(r.get("notes", []))}
+
+
+def grade_folder(submissions, assignment: str, out, ag_zip=None, build_dir=DEFAULT_OUT,
+                 timeout: float = DEFAULT_TIMEOUT, quiet: bool = False) -> list[dict]:
+    """Grade every file under ``submissions`` (see the module docstring); return the rows."""
+    submissions, out = Path(submissions), Path(out)
+    ag_zip = Path(ag_zip) if ag_zip else autograder_zip(build_dir, assignment)
+    tests = load_autograder(ag_zip)
+    _check_out(out)
+    if not submissions.is_dir():
+        raise SystemExit(f"{submissions} is not a folder")
+    files = collect(submissions)
+    if not any(reason == "" for _, reason in files):
+        raise SystemExit(f"no .ipynb files under {submissions}")
+    info = assignment_info(assignment)
+    questions = list(tests)
+    possible = sum(t["possible"] for t in tests.values())
+    sensitive = [submissions.resolve(), ag_zip.resolve().parent, out.resolve(), HERE, Path(build_dir).resolve()]
+    rows: list[dict] = []
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    try:
+        for path, reason in files:
+            name = str(path.relative_to(submissions))
+            if reason:
+                r = dict(scores={}, total=0.0, flags=[], error=reason, notes=[])
+            else:
+                r = grade_notebook(path, tests, assignment, timeout, sensitive, info)
+                if path.suffix != ".ipynb":
+                    r["notes"].append(f"extension {path.suffix} (graded as .ipynb)")
+            rows.append(_row(name, questions, r, possible))
+            _write_csv(out, questions, rows)
+            say(f"{name}: {r['total']:g} / {possible:g}" + (f"  ERROR {r['error']}" if r["error"] else "")
+                + (f"  FLAGS {len(r['flags'])}" if r["flags"] else ""))
+    except KeyboardInterrupt:
+        done = {row["file"] for row in rows}
+        for path, _ in files:
+            name = str(path.relative_to(submissions))
+            if name not in done:
+                rows.append(_row(name, questions, dict(scores={}, total=0.0, error="not graded: interrupted"),
+                                 possible))
+        _write_csv(out, questions, rows)
+        say(f"interrupted: {out} keeps the {len(done)} rows graded so far")
+        raise SystemExit(130) from None
+    say(f"wrote {out} ({len(rows)} rows)")
     return rows
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("submissions", type=Path, help="folder of submitted .ipynb files")
+    ap.add_argument("submissions", type=Path, help="folder of submitted .ipynb files (searched recursively)")
     ap.add_argument("--assignment", required=True, help="assignment name, e.g. ch1_linear_regions")
     ap.add_argument("--out", type=Path, default=Path("scores.csv"), help="CSV to write (default: scores.csv)")
     ap.add_argument("--autograder", type=Path, default=None, help="autograder zip (default: from the build folder)")
     ap.add_argument("--build-dir", type=Path, default=DEFAULT_OUT, help="build folder of exercises/build.py")
+    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                    help=f"seconds per notebook before it is killed (default {DEFAULT_TIMEOUT:g})")
     args = ap.parse_args(argv)
-    grade_folder(args.submissions, args.assignment, args.out, args.autograder, args.build_dir)
+    grade_folder(args.submissions, args.assignment, args.out, args.autograder, args.build_dir, args.timeout)
 
 
 if __name__ == "__main__":
