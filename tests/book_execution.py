@@ -68,7 +68,8 @@ def build_book(
 
 def executed_notebook(out: Path, source: Path, notebook: Path) -> Path:
     """Where the build with ``--path-output out`` wrote the executed copy of ``notebook``."""
-    return Path(out) / "_build" / "jupyter_execute" / Path(notebook).resolve().relative_to(Path(source).resolve())
+    page = Path(notebook).resolve().relative_to(Path(source).resolve())
+    return Path(out) / "_build" / "jupyter_execute" / page
 
 
 def execution_seconds(log: str) -> Dict[str, float]:
