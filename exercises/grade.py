@@ -219,10 +219,11 @@ def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAU
     shutil.copyfile(nb_path, workdir / f"{assignment}.ipynb")  # its own notebook, under the expected name
     r, w = os.pipe()
     proc = None
+    errlog = tempfile.TemporaryFile()  # no name: the child inherits it, cannot find it by path
     try:
         proc = subprocess.Popen(
             [sys.executable, str(SANDBOX), str(w)], cwd=workdir, env=_child_env(workdir),
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog,
             pass_fds=(w,), start_new_session=True)
         os.close(w)
         w = -1
@@ -245,7 +246,10 @@ def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAU
                 proc.wait(timeout=max(1.0, deadline - time.monotonic()))
                 rc = proc.returncode
                 how = (f"killed by {signal.Signals(-rc).name}" if rc and rc < 0 else f"exit code {rc}")
-                raise GradingError(f"crash: the notebook's process ended before the tests finished ({how})")
+                errlog.seek(max(0, errlog.seek(0, 2) - 300))
+                tail = errlog.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+                raise GradingError(f"crash: the notebook's process ended before the tests finished ({how})"
+                                   + (f": {tail[0][:200]}" if tail else ""))
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
@@ -288,6 +292,7 @@ def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAU
         if w != -1:
             os.close(w)
         os.close(r)
+        errlog.close()
         if proc is not None:
             _kill_group(proc)  # also whatever it left running
         shutil.rmtree(workdir, ignore_errors=True)
