@@ -181,7 +181,8 @@ def _child_env(workdir: Path) -> dict:
         pass
     env.update(HOME=str(home), TMPDIR=str(workdir / ".tmp"), MPLCONFIGDIR=str(home / ".mpl"),
                XDG_CACHE_HOME=str(home / ".cache"), LCTOOLS_CACHE="off", PYTHONDONTWRITEBYTECODE="1",
-               MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+               MPLBACKEND="Agg", PYTHONUNBUFFERED="1", TORCHINDUCTOR_CACHE_DIR=str(home / ".inductor"),
+               TRITON_CACHE_DIR=str(home / ".triton"))
     return env
 
 

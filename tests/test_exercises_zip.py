@@ -1,8 +1,9 @@
 """The assignments outside this repository: the autograder zip in a clean environment, and
 the students' checks on Colab.
 
-- ``test_zip_grades_full_marks_in_a_clean_environment`` (slow, about 1–3 minutes on the
-  2-core machine, most of it ``pip install``): builds one fresh virtual environment,
+- ``test_zip_grades_full_marks_in_a_clean_environment`` (slow: about 2.5 minutes of CPU,
+  most of it ``pip install`` of otter and its dependencies; 10 minutes of wall time were
+  measured with two other test runs beside it on the 2-core machine): builds one fresh virtual environment,
   without this repository on the path, from the zip's own ``environment.yml`` the way
   Gradescope's ``setup.sh`` does (its ``/autograder/source`` paths pointing at the
   unpacked zip), then grades the solution notebook with ``otter run`` (what Gradescope's
