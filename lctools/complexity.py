@@ -1,6 +1,6 @@
 """Local complexity: the density of the nonlinear locus, by the coarea formula.
 
-With bias noise ``eps_l ~ N(0, s^2 I)`` added to every hidden bias (DESIGN section 2),
+With bias noise ``eps_l ~ N(0, s^2 I)`` added to every hidden bias (book/notation.md: zeta),
 
     LC_s(theta; p) = E_eps E_{x~p} sum_{l,i} phi_s( zbar_{l,i}(x; eps) ) * || grad_x z_{l,i}(x; eps) ||,
 
