@@ -1,6 +1,6 @@
 """The paper's MNIST experiment (chapters 4 and 6, ``reproduce robustness`` / ``dynamics``).
 
-An MLP trained with AdamW on 1000 real MNIST images ({func}`lctools.data.mnist`), recording
+An MLP trained with AdamW on 1000 real MNIST images (:func:`lctools.data.mnist`), recording
 on a log-spaced schedule: train and test accuracy, PGD accuracy on test images, local
 complexity per layer (one bias-noise draw per point), LC in the paper's units
 (``convention="released-code"``), total variation, the pieces of the TV bound (chapter 4),
