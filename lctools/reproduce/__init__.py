@@ -4,7 +4,7 @@
     python -m lctools.reproduce local-rank --mode full --device cuda --out figures/
     python -m lctools.reproduce all --mode quick
 
-Each figure (:data:`FIGURES`, listed in :mod:`lctools.reproduce.figures`) is one experiment
+Each figure (:data:`FIGURES`, listed in ``lctools/reproduce/figures.py``) is one experiment
 of :mod:`lctools.experiments`: the chapters call the same settings, computation and claims.
 :func:`run` writes ``<out>/<name>.png``, ``<out>/<name>.csv`` (the plotted numbers, one row
 per member and evaluation step or per point of a sweep) and ``<out>/<name>.json`` (settings,
@@ -41,6 +41,7 @@ from .figures import build_figures
 __all__ = ["FigureSpec", "FIGURES", "run", "parse_overrides", "figure_settings", "check_setting",
            "check_device", "check_writable", "history_table", "member_series", "spearman", "symlog_steps"]
 
+#: The figures by name, in chapter order (``lctools/reproduce/figures.py`` lists them).
 FIGURES: Dict[str, FigureSpec] = build_figures()
 
 

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+
+import torch
 
 from tqdm.auto import tqdm
 
@@ -36,6 +39,9 @@ def main(argv=None) -> int:
                         help="override one setting, e.g. --set steps=500 --set seeds=2 (repeatable)")
     parser.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
                         help="save training checkpoints at least this often (default 60)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch (default on the CPU: 1, fastest for these small "
+                             "networks, unless OMP_NUM_THREADS is set)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
@@ -63,6 +69,10 @@ def main(argv=None) -> int:
         if unused:
             raise ValueError(f"no figure among {', '.join(names)} has the setting(s) {', '.join(unused)}.")
         device = check_device(args.device)
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}.")
+        if device.type == "cpu" and (args.threads or not os.environ.get("OMP_NUM_THREADS")):
+            torch.set_num_threads(args.threads or 1)
         check_writable(args.out, "output folder (--out)")
         from ..cache import ResultsCache
 
