@@ -6,7 +6,8 @@ Complexity of Linear Regions in Deep ReLU Networks* (ICML 2025): the paper's ful
 not available to us, so each value is an approximate reading of a figure, given as a range
 ``(low, high)`` or a single number. The paper's LC is the estimator of its released code
 (``local_complexity(..., convention="released-code")``), not the coarea formula; its PGD
-radius is 80/255 in normalised units. Nothing here is computed; the book's page "The paper
+radius is 80/255 in normalised units; its logged "TV" is the Jacobian norm of the last hidden
+layer (ours: of the output). Nothing here is computed; the book's page "The paper
 and this course" puts these beside the course's own numbers, which are.
 """
 from __future__ import annotations
