@@ -227,3 +227,21 @@ def test_figures_on_cuda(tmp_path):
                               cache=tmp_path / "cache")
         meta = json.loads(paths["json"].read_text())
         assert meta["device"].startswith("cuda") and paths["png"].is_file()
+
+
+def test_threads_option(monkeypatch, tmp_path, capsys):
+    from lctools.reproduce import __main__ as cli
+
+    calls = []
+    monkeypatch.setattr(cli, "run", lambda name, **kw: calls.append((name, torch.get_num_threads()))
+                        or {"png": tmp_path / f"{name}.png"})
+    monkeypatch.setenv("LCTOOLS_CACHE", str(tmp_path / "cache"))
+    before = torch.get_num_threads()
+    try:
+        assert cli.main(["lc-estimate", "--threads", "0", "--out", str(tmp_path)]) == 2
+        assert "--threads must be >= 1" in capsys.readouterr().err and calls == []
+        assert cli.main(["lc-estimate", "--device", "cpu", "--threads", "1", "--out", str(tmp_path),
+                         "--no-progress"]) == 0
+        assert calls == [("lc-estimate", 1)]
+    finally:
+        torch.set_num_threads(before)
