@@ -24,11 +24,19 @@ from ._jacobian import DEFAULT_BUDGET, chunk_size, hidden_pass, row_norms
 from ._network import check_inputs, chunks, parse_network
 
 REDUCTIONS = ("mean", "sum", "none")
+CONVENTIONS = ("coarea", "released-code")
 
 
 def gaussian_density(t: torch.Tensor, s: float) -> torch.Tensor:
     """``phi_s(t) = exp(-t^2 / (2 s^2)) / (s sqrt(2 pi))``, the N(0, s^2) density."""
     return torch.exp(-0.5 * (t / s) ** 2) / (s * math.sqrt(2 * math.pi))
+
+
+def released_code_density(zbar: torch.Tensor, bias: torch.Tensor, s: float) -> torch.Tensor:
+    """The paper's released code's weight ``exp(-(zbar - b)^2 / (2 s^2))``: an *unnormalised*
+    Gaussian (no ``1 / (s sqrt(2 pi))``) at the pre-activation *without* the neuron's trained
+    bias ``b`` (``zbar - b = W_l sigma(z_{l-1})``). See :func:`local_complexity`."""
+    return torch.exp(-0.5 * ((zbar - bias) / s) ** 2)
 
 
 def _check_common(sigma: float, noise_draws: int, reduction: str) -> None:
@@ -48,8 +56,11 @@ class _Terms:
 
 
 @torch.no_grad()
-def _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress) -> _Terms:
+def _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress,
+              convention="coarea") -> _Terms:
     _check_common(sigma, noise_draws, "mean")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}.")
     net = parse_network(model)
     x = check_inputs(net, x)
     N, L = x.shape[0], net.depth
@@ -77,7 +88,11 @@ def _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, pro
             for l, z, T in hidden_pass(net, xb, noise):
                 zbar = z if noise is None else z - noise[l - 1]
                 gnorm = row_norms(T)  # (n, n_l): ||grad_x z_{l,i}||
-                per_point[sl, l - 1] += (gaussian_density(zbar, sigma) * gnorm).sum(dim=1)
+                if convention == "coarea":
+                    weight = gaussian_density(zbar, sigma)
+                else:
+                    weight = released_code_density(zbar, net.biases[l - 1], sigma)
+                per_point[sl, l - 1] += (weight * gnorm).sum(dim=1)
                 grad_sum[l - 1] += gnorm.sum(dim=0)
                 grad_max = torch.maximum(grad_max, gnorm.max())
     per_point /= draws
@@ -102,6 +117,7 @@ def local_complexity(
     generator: Optional[torch.Generator] = None,
     budget: int = DEFAULT_BUDGET,
     progress: bool = False,
+    convention: str = "coarea",
 ) -> torch.Tensor:
     """Local complexity ``LC_s`` of ``model`` at the inputs ``x`` (module docstring).
 
@@ -125,9 +141,30 @@ def local_complexity(
     generator : a ``torch.Generator`` for the noise (its device is used to draw it).
     budget : elements of a reduced Jacobian held at once (bounds memory; see ``_jacobian``).
     progress : show a progress bar over noise draws.
+    convention : ``"coarea"`` (default) computes the formula above, whose value is a
+        boundary density. ``"released-code"`` computes the estimator of the paper's
+        released code, to compare with the paper's numbers in the paper's units:
+        ``sum_{l,i} exp(-(zbar_{l,i} - b_{l,i})^2 / (2 s^2)) ||grad_x z_{l,i}||``
+        (:func:`released_code_density`). It is not the coarea formula, for two reasons:
+        the Gaussian lacks its normalisation ``1 / (s sqrt(2 pi))`` (about 40 at
+        ``s = 0.01``, so its values are about ``0.025`` times the density's when the two
+        agree otherwise), and it is evaluated at the pre-activation *without* the neuron's
+        trained bias ``b_{l,i}``, which measures distance to the zero set of
+        ``W_l sigma(z_{l-1})`` rather than of ``z_{l,i}``: the two agree only where the
+        trained biases are zero (at an initialisation with zero biases, say).
+
+    Examples
+    --------
+    >>> import torch, lctools
+    >>> net = lctools.MLP(2, [8, 8], 1, seed=0)
+    >>> x = torch.rand(100, 2)
+    >>> lc = lctools.local_complexity(net, x, sigma=0.1, noise_draws=0)
+    >>> paper_units = lctools.local_complexity(net, x, 0.1, noise_draws=0,
+    ...                                        convention="released-code")
     """
     _check_common(sigma, noise_draws, reduction)
-    terms = _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress)
+    terms = _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress,
+                      convention)
     return _reduce(terms.per_point, reduction, per_layer)
 
 
