@@ -110,7 +110,7 @@ def column_figure(nrows: int = 1, ncols: int = 1, *, width: float = COLUMN_WIDTH
     Examples
     --------
     >>> fig, axes = column_figure(1, 2)
-    >>> [round(v, 2) for v in fig.get_size_inches()]
+    >>> [round(float(v), 2) for v in fig.get_size_inches()]
     [7.0, 2.8]
     """
     import matplotlib.pyplot as plt
