@@ -155,13 +155,14 @@ class RegionExplorer:
 <label class="lcx-row">show <select class="lcx-view" aria-label="view">{views}</select></label>
 {points}
 <p class="lcx-readout">regions in view: <b class="lcx-regions"></b>
- <span class="lcx-note">(distinct patterns on a {d["resolution"]}&times;{d["resolution"]} raster)</span></p>
+ <span class="lcx-note">(distinct patterns on a {d["nx"]}&times;{d["ny"]} raster)</span></p>
 <p class="lcx-readout">LC<sub><i>s</i></sub> &asymp; <b class="lcx-lc"></b>
  <span class="lcx-note">(coarea estimate, one noise draw per pixel, &plusmn; 1 SE)</span></p>
 <p class="lcx-readout">noiseless plug-in: <b class="lcx-plugin"></b></p>"""
 
     def html(self) -> str:
         """The HTML fragment: markup, data (JSON) and the inlined JavaScript module."""
+        d = self.data
         data = json.dumps(self.data, separators=(",", ":")).replace("</", "<\\/")
         title = f'<p class="lcx-title"><b>{html.escape(self.title)}</b></p>' if self.title else ""
         caption = f'<p class="lcx-caption">{html.escape(self.caption)}</p>' if self.caption else ""
@@ -180,7 +181,7 @@ class RegionExplorer:
 #{self.id} .lcx-axis {{display: flex; justify-content: space-between; width: 360px; max-width: 100%;
   color: #555; font-size: 12px;}}
 </style>
-{title}<div class="lcx-body"><div><canvas class="lcx-canvas" width="720" height="720"
+{title}<div class="lcx-body"><div><canvas class="lcx-canvas" width="720" height="{round(720 * d['ny'] / d['nx'])}"
  role="img" aria-label="activation regions of a two-input ReLU network on the box x1 in
  [{self.data['bounds'][0]:g}, {self.data['bounds'][1]:g}], x2 in [{self.data['bounds'][2]:g}, {self.data['bounds'][3]:g}]"></canvas>
 <div class="lcx-axis"><span>x&#8321; = {self.data['bounds'][0]:g}</span><span>x&#8322; from
@@ -229,7 +230,8 @@ def region_explorer(
         each run is one network (a width or depth) at increasing training steps.
     bounds : the box ``K = [x0, x1] x [y0, y1]`` shown and averaged over (``p`` uniform on K).
     sigma : initial bias-noise scale ``s``; the slider spans ``sigma_range`` on a log scale.
-    resolution : raster size (pixels per side) for patterns and the LC estimate.
+    resolution : raster width in pixels for patterns and the LC estimate (the height follows
+        the aspect ratio of ``bounds``).
     points, labels : optional 2D data points (shape ``(n, 2)``) and 0/1 labels to overlay.
     view : initial view, ``"regions"``, ``"noisy"`` (one bias-noise draw) or ``"lc"``.
     run : index of the run shown first.
@@ -269,7 +271,11 @@ def region_explorer(
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}.")
     if not (isinstance(run, (int, np.integer)) and 0 <= run < len(exported)):
         raise ValueError(f"run must index one of the {len(exported)} runs, got {run!r}.")
-    data = {"bounds": [x0, x1, y0, y1], "resolution": int(resolution), "sigma": float(sigma),
+    ny = max(1, round(int(resolution) * (y1 - y0) / (x1 - x0)))
+    if ny > 1024:
+        raise ValueError(f"bounds {bounds!r} are too tall for resolution {resolution}: {ny} rows of pixels.")
+    data = {"bounds": [x0, x1, y0, y1], "resolution": int(resolution), "nx": int(resolution), "ny": ny,
+            "sigma": float(sigma),
             "sigma_min": lo, "sigma_max": hi, "view": view, "run": int(run), "seed": int(seed),
             "runs": exported}
     if points is not None:

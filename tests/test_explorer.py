@@ -110,7 +110,7 @@ def test_html_is_self_contained():
 
 # ----------------------------------------------------------------------------- browser side
 
-RES = 200
+RES = 200  # pixels per row; the rows follow the box's aspect ratio
 SIGMAS = (0.02, 0.1, 0.4)
 
 
@@ -155,6 +155,20 @@ def page_and_runs(tmp_path_factory):
         browser.close()
 
 
+def _grid(bounds, nx, ny):
+    """The explorer's pixel centres (row 0 at the top), as a float32 tensor (nx * ny, 2)."""
+    x0, x1, y0, y1 = bounds
+    xs = x0 + (torch.arange(nx, dtype=torch.float64) + 0.5) * (x1 - x0) / nx
+    ys = y1 - (torch.arange(ny, dtype=torch.float64) + 0.5) * (y1 - y0) / ny
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], 1).float()
+
+
+def _raster_count(net, grid):
+    """Distinct activation patterns (torch) at the grid points."""
+    return len(np.unique(regions.activation_patterns(net, grid).numpy(), axis=0))
+
+
 def _js(page, ex, expr):
     return page.evaluate(f"(() => {{ const E = window.LCToolsExplorer.instances['{ex.id}']; {expr} }})()")
 
@@ -189,8 +203,10 @@ def test_region_count_matches_the_exact_partition(page_and_runs, run_index):
     for k, (_, net) in enumerate(snaps):
         js = _js(page, ex, f"return E.compute({run_index}, {k}, 0.1, 'regions').regions;")
         exact = regions.partition2d(net, bounds)
-        raster = regions.pattern_map(net, bounds, resolution=RES).num_patterns  # same pixel centres
-        pixel = exact.area / RES**2
+        nx, ny = ex.data["nx"], ex.data["ny"]
+        assert (nx, ny) == (RES, 140)
+        raster = _raster_count(net, _grid(bounds, nx, ny))            # the same pixel centres
+        pixel = exact.area / (nx * ny)
         small = int((exact.face_areas < 4 * pixel).sum())      # regions a raster may miss
         print("REG", js, raster, exact.num_regions if "exact" in dir() else None)
         assert abs(js - raster) <= 2, (js, raster)
@@ -212,7 +228,7 @@ def test_noisy_view_counts_the_perturbed_network(page_and_runs):
             for m in pert.hidden_layers:
                 m.bias += s * torch.from_numpy(xi[k:k + m.out_features])
                 k += m.out_features
-        raster = regions.pattern_map(pert, bounds, resolution=RES).num_patterns
+        raster = _raster_count(pert, _grid(bounds, ex.data["nx"], ex.data["ny"]))
         print("REG", js, raster, exact.num_regions if "exact" in dir() else None)
         assert abs(js - raster) <= 2, (js, raster)
         assert js <= regions.partition2d(pert, bounds).num_regions
@@ -222,11 +238,7 @@ def test_noisy_view_counts_the_perturbed_network(page_and_runs):
 def test_lc_estimate_matches_lctools(page_and_runs, sigma):
     page, ex, runs, bounds, _ = page_and_runs
     gen = torch.Generator().manual_seed(11)
-    x0, x1, y0, y1 = bounds
-    xs = x0 + (torch.arange(RES, dtype=torch.float64) + 0.5) * (x1 - x0) / RES
-    ys = y1 - (torch.arange(RES, dtype=torch.float64) + 0.5) * (y1 - y0) / RES   # row 0 = top
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1).float()
+    grid = _grid(bounds, ex.data["nx"], ex.data["ny"])
     for run_index, snaps in enumerate(runs.values()):
         for k in (0, len(snaps) - 1):
             net = snaps[k][1]

@@ -58,27 +58,27 @@
     this.neurons = widths.reduce((a, c) => a + c, 0);
   }
 
-  /* Evaluate the net on a res x res raster of pixel centres of bounds (row 0 = top).
-   * opts: sigma, noise (Float64Array of res*res*neurons standard normals, per-pixel noise)
+  /* Evaluate the net on an nx x ny raster of pixel centres of bounds (row 0 = top).
+   * opts: sigma, noise (Float32Array of nx*ny*neurons standard normals, per-pixel noise)
    * or shared (Float64Array of neurons standard normals added to the biases, times shared_s).
    * Returns {keys (Float64Array of pattern hashes), lc (per-pixel LC terms) or null, plugin}. */
-  function evaluate(net, bounds, res, opts) {
+  function evaluate(net, bounds, nx, ny, opts) {
     const L = net.widths.length, maxw = Math.max.apply(null, net.widths);
     const sigma = opts.sigma, wantLC = !!opts.lc;
     const c = 1 / (sigma * Math.sqrt(2 * Math.PI)), inv2s2 = 1 / (2 * sigma * sigma);
     const h = new Float64Array(maxw), hn = new Float64Array(maxw);
     const g0 = new Float64Array(maxw), g1 = new Float64Array(maxw);
     const gn0 = new Float64Array(maxw), gn1 = new Float64Array(maxw);
-    const keys = new Float64Array(res * res);
-    const lc = wantLC ? new Float64Array(res * res) : null;
-    const plug = wantLC ? new Float64Array(res * res) : null;
+    const keys = new Float64Array(nx * ny);
+    const lc = wantLC ? new Float64Array(nx * ny) : null;
+    const plug = wantLC ? new Float64Array(nx * ny) : null;
     const [x0, x1, y0, y1] = bounds;
     const noise = opts.noise, shared = opts.shared, sharedS = opts.sharedS || 0;
     let p = 0;
-    for (let row = 0; row < res; row++) {
-      const y = y1 - (row + 0.5) * (y1 - y0) / res;
-      for (let col = 0; col < res; col++, p++) {
-        const x = x0 + (col + 0.5) * (x1 - x0) / res;
+    for (let row = 0; row < ny; row++) {
+      const y = y1 - (row + 0.5) * (y1 - y0) / ny;
+      for (let col = 0; col < nx; col++, p++) {
+        const x = x0 + (col + 0.5) * (x1 - x0) / nx;
         let h1 = 0x811c9dc5 | 0, h2 = 0x1b873593 | 0, bit = 0, term = 0, pterm = 0;
         let eoff = noise ? p * net.neurons : 0, soff = 0;
         // pass 1: the network (noiseless, or with one shared noise draw) -> pattern (+ plug-in)
@@ -163,11 +163,11 @@
   function fmt(v) { return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2); }
 
   function Explorer(root, data) {
-    this.root = root; this.data = data; this.res = data.resolution;
+    this.root = root; this.data = data; this.nx = data.nx; this.ny = data.ny;
     this.runs = data.runs.map(r => ({name: r.name, steps: r.steps,
       nets: r.snapshots.map(s => new Net(r.widths, r.slopes, decode(s)))}));
     const maxNeurons = Math.max.apply(null, this.runs.map(r => r.nets[0].neurons));
-    this.noise = normals(this.res * this.res * maxNeurons, data.seed * 2 + 1);
+    this.noise = normals(this.nx * this.ny * maxNeurons, data.seed * 2 + 1);
     this.shared = normals(maxNeurons, data.seed * 2 + 2);
     this.q = sel => root.querySelector(sel);
     this.canvas = this.q("canvas.lcx-canvas");
@@ -203,38 +203,39 @@
   /* The numbers of one view, without drawing (the tests call this too). */
   Explorer.prototype.compute = function (runIndex, stepIndex, sigma, view) {
     const run = this.runs[runIndex], net = run.nets[stepIndex];
-    const out = evaluate(net, this.data.bounds, this.res, {sigma: sigma, lc: true, noise: this.noise});
+    const out = evaluate(net, this.data.bounds, this.nx, this.ny, {sigma: sigma, lc: true, noise: this.noise});
     if (view === "noisy") { // the picture: one draw of the perturbed network, eps = s * xi
-      out.keys = evaluate(net, this.data.bounds, this.res,
+      out.keys = evaluate(net, this.data.bounds, this.nx, this.ny,
                           {sigma: sigma, shared: this.shared, sharedS: sigma}).keys;
     }
     const [lc, se] = meanSE(out.lc), [plug] = meanSE(out.plugin);
     return {regions: countDistinct(out.keys), lc: lc, lc_se: se, plugin: plug, out: out,
-            step: run.steps[stepIndex], run: run.name, sigma: sigma, resolution: this.res};
+            step: run.steps[stepIndex], run: run.name, sigma: sigma, nx: this.nx, ny: this.ny};
   };
 
   Explorer.prototype.draw = function () {
     const runIndex = +this.q(".lcx-run").value, stepIndex = +this.q(".lcx-step").value;
-    const sigma = this.sigma(), view = this.q(".lcx-view").value, res = this.res;
+    const sigma = this.sigma(), view = this.q(".lcx-view").value, nx = this.nx, ny = this.ny;
     const r = this.compute(runIndex, stepIndex, sigma, view);
     this.last = {regions: r.regions, lc: r.lc, lc_se: r.lc_se, plugin: r.plugin, step: r.step,
                  run: r.run, sigma: sigma, view: view};
-    const img = new ImageData(res, res), px = img.data, keys = r.out.keys;
+    const img = new ImageData(nx, ny), px = img.data, keys = r.out.keys;
     let vmax = 0;
     if (view === "lc") for (let i = 0; i < r.out.lc.length; i++) vmax = Math.max(vmax, r.out.lc[i]);
-    for (let row = 0, p = 0; row < res; row++) {
-      for (let col = 0; col < res; col++, p++) {
+    for (let row = 0, p = 0; row < ny; row++) {
+      for (let col = 0; col < nx; col++, p++) {
         let rgb;
         if (view === "lc") rgb = magma(Math.sqrt(r.out.lc[p] / (vmax || 1)));
-        else {
-          const edge = (col + 1 < res && keys[p + 1] !== keys[p]) || (row + 1 < res && keys[p + res] !== keys[p]);
-          rgb = edge ? [40, 40, 40] : keyColor(keys[p]);
+        else { // region colour, darkened on the pixels where the pattern changes (boundaries)
+          const edge = (col + 1 < nx && keys[p + 1] !== keys[p]) || (row + 1 < ny && keys[p + nx] !== keys[p]);
+          rgb = keyColor(keys[p]);
+          if (edge) rgb = [0.45 * rgb[0], 0.45 * rgb[1], 0.45 * rgb[2]];
         }
         px[4 * p] = rgb[0]; px[4 * p + 1] = rgb[1]; px[4 * p + 2] = rgb[2]; px[4 * p + 3] = 255;
       }
     }
     const ctx = this.canvas.getContext("2d"), W = this.canvas.width, H = this.canvas.height;
-    if (!this.buffer) { this.buffer = document.createElement("canvas"); this.buffer.width = res; this.buffer.height = res; }
+    if (!this.buffer) { this.buffer = document.createElement("canvas"); this.buffer.width = nx; this.buffer.height = ny; }
     this.buffer.getContext("2d").putImageData(img, 0, 0);
     ctx.imageSmoothingEnabled = false;
     ctx.clearRect(0, 0, W, H);
@@ -242,10 +243,11 @@
     const pts = this.data.points, [x0, x1, y0, y1] = this.data.bounds;
     if (pts && this.q(".lcx-points").checked) {
       for (let i = 0; i < pts.x.length; i++) {
-        ctx.fillStyle = pts.label[i] ? "rgba(200,30,30,0.75)" : "rgba(30,60,200,0.75)";
+        ctx.fillStyle = pts.label[i] ? "rgb(214,39,40)" : "rgb(31,119,180)";
+        ctx.strokeStyle = "white"; ctx.lineWidth = 1.5;
         ctx.beginPath();
-        ctx.arc((pts.x[i] - x0) / (x1 - x0) * W, (y1 - pts.y[i]) / (y1 - y0) * H, 2.2, 0, 2 * Math.PI);
-        ctx.fill();
+        ctx.arc((pts.x[i] - x0) / (x1 - x0) * W, (y1 - pts.y[i]) / (y1 - y0) * H, 4, 0, 2 * Math.PI);
+        ctx.fill(); ctx.stroke();
       }
     }
     this.frames++;
