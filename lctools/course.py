@@ -117,6 +117,12 @@ def device_name(device: Any = None) -> str:
     return "CPU" if dev.type == "cpu" else dev.type.upper()
 
 
+_DATASET_NAMES = {
+    "mnist": "MNIST",
+    "digits": "scikit-learn's 8x8 digits (the offline stand-in for MNIST)",
+}
+
+
 def _data_phrase(data: Any) -> str:
     if data is None:
         return ""
@@ -131,7 +137,7 @@ def _data_phrase(data: Any) -> str:
         name = item if isinstance(item, str) else getattr(item, "name", None)
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"data must name the data set(s) as strings (or objects with a .name); got {item!r}.")
-        names.append(name.strip())
+        names.append(name.strip() if isinstance(item, str) else _DATASET_NAMES.get(name, name))
     if not names:
         raise ValueError("data must name at least one data set.")
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -106,8 +106,12 @@ def test_banner_data_from_dataset_objects():
     class Named:
         name = "digits"
 
-    assert "data: **digits**" in course.banner_text("quick", data=Named(), device="cpu")
-    assert "data: **digits and x**" in course.banner_text("quick", data=[Named(), "x"], device="cpu")
+    class Mnist:
+        name = "mnist"
+
+    text = course.banner_text("quick", data=Named(), device="cpu")
+    assert "data: **scikit-learn's 8x8 digits (the offline stand-in for MNIST)**" in text
+    assert "data: **MNIST and x**" in course.banner_text("quick", data=[Mnist(), "x"], device="cpu")
 
 
 @pytest.mark.parametrize("bad", [[], [""], [3], 5])
