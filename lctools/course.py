@@ -207,10 +207,13 @@ def banner(mode: str, data: Any = None, device: Any = None) -> None:
 
     Parameters
     ----------
-    mode : ``"quick"`` or ``"full"``.
-    data : the data set(s) the chapter uses: a string, a list of strings, or objects with a
+    mode : str
+        ``"quick"`` or ``"full"``.
+    data : str, list or Dataset, optional
+        The data set(s) the chapter uses: a string, a list of strings, or objects with a
         ``.name`` (e.g. :class:`lctools.data.Dataset`); ``None`` leaves them out.
-    device : the device the chapter trains on (``None``: CUDA when available, else CPU).
+    device : str or torch.device, optional
+        The device the chapter trains on (``None``: CUDA when available, else the CPU).
 
     Examples
     --------

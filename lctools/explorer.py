@@ -13,7 +13,7 @@ networks (widths, depths), and sees
 * the number of regions in view (distinct patterns on the raster, ``<=`` the exact count of
   :func:`lctools.regions.partition2d`, up to regions smaller than a pixel);
 * the coarea estimate of local complexity for ``p`` uniform on ``K``, as
-  :func:`lctools.local_complexity` computes it (DESIGN section 2),
+  :func:`lctools.complexity.local_complexity` computes it (DESIGN section 2),
 
       LC_s = E_eps E_x sum_{l,i} phi_s(zbar_{l,i}(x; eps)) ||grad_x z_{l,i}(x; eps)||,
 
@@ -130,7 +130,7 @@ def _check_runs(runs) -> list:
 
 class RegionExplorer:
     """The explorer as a display object: ``_repr_html_`` (book, Jupyter, Colab) and
-    :meth:`save` (a standalone page). ``data`` holds what the JavaScript reads."""
+    ``save(path)`` (a standalone page). ``data`` holds what the JavaScript reads."""
 
     def __init__(self, data: dict, title: str = "", caption: str = ""):
         self.data, self.title, self.caption = data, title, caption
@@ -226,21 +226,33 @@ def region_explorer(
 
     Parameters
     ----------
-    runs : mapping ``name -> [(step, model), ...]`` (e.g. from :func:`train_snapshots`);
-        each run is one network (a width or depth) at increasing training steps.
-    bounds : the box ``K = [x0, x1] x [y0, y1]`` shown and averaged over (``p`` uniform on K).
-    sigma : initial bias-noise scale ``s``; the slider spans ``sigma_range`` on a log scale.
-    resolution : raster width in pixels for patterns and the LC estimate (the height follows
-        the aspect ratio of ``bounds``).
-    points, labels : optional 2D data points (shape ``(n, 2)``) and 0/1 labels to overlay.
-    view : initial view, ``"regions"``, ``"noisy"`` (one bias-noise draw) or ``"lc"``.
-    run : index of the run shown first.
-    seed : seed of the JavaScript noise draws (the same draws in every frame).
-    title, caption : text above and below the figure.
+    runs : dict
+        ``name -> [(step, model), ...]`` (e.g. from :func:`train_snapshots`); each run is one
+        network (a width or a depth) at increasing training steps.
+    bounds : tuple of 4 floats
+        The box ``K = [x0, x1] x [y0, y1]`` shown and averaged over (``p`` uniform on K).
+    sigma : float
+        The initial bias-noise scale ``s``; the slider spans ``sigma_range`` (log scale).
+    sigma_range : tuple of 2 floats
+        The smallest and largest ``s`` of the slider.
+    resolution : int
+        Raster width in pixels for patterns and the LC estimate (the height follows the
+        aspect ratio of ``bounds``).
+    points, labels : array, optional
+        2D data points (shape ``(n, 2)``) and their 0/1 labels, drawn over the figure.
+    view : str
+        The initial view: ``"regions"``, ``"noisy"`` (one bias-noise draw) or ``"lc"``.
+    run : int
+        Index of the run shown first.
+    seed : int
+        Seed of the JavaScript noise draws (the same draws in every frame).
+    title, caption : str
+        Text above and below the figure.
 
     Returns
     -------
-    RegionExplorer, which displays itself as HTML.
+    RegionExplorer
+        A display object: the book, Jupyter and Colab show it as HTML.
 
     Examples
     --------
