@@ -125,8 +125,8 @@ RAW_LATEX_JS = """(article) => {
     const m = text.match(pattern);
     if (m) out.push(text.slice(Math.max(0, m.index - 40), m.index + 40).replace(/\\s+/g, ' ').trim());
   }
-  // parameter lists (autodoc + napoleon): "name (type) – description"; a "type" of many
-  // words followed by a description is a description split in the wrong place
+  // parameter lists (autodoc + napoleon): "name (type) – description"; a "type" that reads
+  // like half a sentence, followed by a description, is a description split in the wrong place
   for (const p of root.querySelectorAll('dl.field-list dd li > p, dl.field-list dd > p')) {
     const strong = p.firstElementChild;
     if (!strong || strong.tagName !== 'STRONG' || p.firstChild !== strong) continue;
@@ -138,8 +138,11 @@ RAW_LATEX_JS = """(article) => {
       else if (rest[i] === ')' && --depth === 0) { end = i; break; }
     }
     if (end < 0) continue;
-    const type = rest.slice(2, end), after = rest.slice(end + 1);
-    if (type.trim().split(/\\s+/).length > 4 && /^\\s*[\\u2013\\u2014-]/.test(after))
+    const type = rest.slice(2, end).trim(), after = rest.slice(end + 1);
+    const words = type.split(/\\s+/).length;    // a type is a few words ("str or list, optional")
+    const sentence = words > 8 || (words > 4 && (/[;()=]/.test(type) ||
+        /\\b(the|a|an|or|and|of|by|in|to|for|is|local)$/.test(type)));
+    if (sentence && /^\\s*[\\u2013\\u2014-]/.test(after))
       out.push('parameter split in the wrong place: ' + p.textContent.slice(0, 90));
   }
   return out;
