@@ -1,7 +1,7 @@
 """lctools: the geometry of linear regions of ReLU networks, fast.
 
 Companion package of the course on *On the Local Complexity of Linear Regions in Deep
-ReLU Networks* (Patel & Montufar, 2025).  Notation follows the course (DESIGN section 2):
+ReLU Networks* (Patel & Montufar, 2025).  Notation follows the course (book/notation.md):
 hidden pre-activations ``z_l = W_l sigma(z_{l-1}) + b_l``, output
 ``N(x) = W_{L+1} sigma(z_L) + b_{L+1}``.
 """

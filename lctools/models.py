@@ -149,7 +149,7 @@ def perturb_biases(model: nn.Module, sigma: float, generator: torch.Generator | 
     ``eps_l ~ N(0, sigma^2 I)`` for ``l = 1..L`` (the output bias is left alone).
 
     This is the bias noise under which the nonlinear locus becomes a random set with a
-    density (DESIGN section 2); exact partitions of such copies give the expected boundary
+    density (book/notation.md); exact partitions of such copies give the expected boundary
     length that local complexity estimates.  ``sigma`` must be a finite number ``>= 0``.
 
     Example

@@ -1,6 +1,6 @@
 """Linear regions in two dimensions: exact partitions and rasterised pattern maps.
 
-Notation (DESIGN section 2): hidden pre-activations ``z_l = W_l sigma(z_{l-1}) + b_l``
+Notation (book/notation.md): hidden pre-activations ``z_l = W_l sigma(z_{l-1}) + b_l``
 (``l = 1..L``, ``z_0 = x``), output ``N(x) = W_{L+1} sigma(z_L) + b_{L+1}``.  The zero sets
 ``{x : z_{l,i}(x) = 0}`` of the hidden neurons cut input space into *activation regions*;
 on each region the activation pattern ``(z_{l,i}(x) > 0)_{l,i}`` is constant and ``N`` is

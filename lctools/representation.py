@@ -1,6 +1,6 @@
 """Representation cost: the parameter norm, rescalings that keep the function, balancing.
 
-Notation (DESIGN section 2): ``z_1 = W_1 x + b_1``, ``z_l = W_l sigma(z_{l-1}) + b_l``
+Notation (book/notation.md): ``z_1 = W_1 x + b_1``, ``z_l = W_l sigma(z_{l-1}) + b_l``
 (``l = 1..L``), ``N(x) = W_{L+1} sigma(z_L) + b_{L+1}``, with ``sigma`` ReLU or LeakyReLU.
 
 * **Parameter norm.** ``||theta||^2 = sum_{l=1}^{L+1} ||W_l||_F^2 + ||b_l||^2`` over all

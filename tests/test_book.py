@@ -18,7 +18,10 @@ every chapter page we check that it loads, shows the mode banner, a ``{prf:theor
 ``{exercise}`` and its ``{solution}`` (as a dropdown), that every image (figure) loads,
 that MathJax (served locally) rendered the math without errors, and that the console shows
 no errors except blocked external requests. Other pages get the load, image, math and
-console checks. A screenshot of every page is saved under ``_build/test/screenshots/``.
+console checks. Every page is then measured with the reading rules of ``tests/book_rules.py``
+(10-pt figure labels at >= 9.5 CSS px in the column, alt text, no overflowing display
+equation, at most a handful of sideways-scrolling blocks, no raw LaTeX, and a working live
+explorer on chapters 1 and 2). A screenshot of every page is saved under ``_build/test/screenshots/``.
 Without Playwright or Chromium, the browser tests skip and say why.
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import nbformat
+import book_rules  # tests/book_rules.py: the reading rules (figure scale, overflow, raw LaTeX, live figure)
 import pytest
 import sync_repo_url  # tools/, put on sys.path by tests/conftest.py
 from book_execution import (  # tests/book_execution.py
@@ -252,6 +256,9 @@ def test_page_in_browser(browser, site, book_page):
             banner = page.locator(".lctools-mode-banner")
             assert banner.count() == 1, f"{book_page}: no mode banner (call lctools.course.banner(MODE))"
             assert re.search(r"executed in (quick|full) mode", banner.inner_text()), banner.inner_text()
+        book_rules.prepare(page)
+        broken_rules = book_rules.problems(page, book_page)
+        assert not broken_rules, f"{book_page}: reading rules broken:\n" + "\n".join(broken_rules)
         assert not errors, f"{book_page}: browser errors:\n" + "\n".join(errors)
     finally:
         context.close()

@@ -114,3 +114,46 @@ def test_on_colab(monkeypatch):
     assert course.on_colab() is ("google.colab" in sys.modules)
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     assert course.on_colab() is True
+
+
+@pytest.mark.parametrize("data,expected", [
+    ("two moons (500 points)", "data: two moons (500 points)"),
+    (["two moons", "MNIST (1000 images)"], "data: two moons and MNIST (1000 images)"),
+    (["a", "b", "c"], "data: a, b and c"),
+    (None, None),
+])
+def test_banner_names_data_and_device(data, expected):
+    text = course.banner_text("quick", data=data, device="cpu")
+    assert "executed in **quick** mode" in text and "on **CPU**" in text
+    if expected is None:
+        assert "data:" not in text
+    else:
+        assert expected in text.replace("**", "")
+    html = course._Banner("full", data=data, device="cpu")._repr_html_()
+    assert "<strong>CPU</strong>" in html and "<strong>full</strong>" in html
+
+
+def test_banner_data_from_dataset_objects():
+    class Named:
+        name = "digits"
+
+    class Mnist:
+        name = "mnist"
+
+    text = course.banner_text("quick", data=Named(), device="cpu")
+    assert "data: **scikit-learn's 8x8 digits (the offline stand-in for MNIST)**" in text
+    assert "data: **MNIST and x**" in course.banner_text("quick", data=[Mnist(), "x"], device="cpu")
+
+
+@pytest.mark.parametrize("bad", [[], [""], [3], 5])
+def test_banner_rejects_bad_data(bad):
+    with pytest.raises(ValueError, match="data"):
+        course.banner_text("quick", data=bad)
+    with pytest.raises(ValueError, match="data"):
+        course.banner("quick", data=bad)
+
+
+def test_device_name():
+    assert course.device_name("cpu") == "CPU"
+    expected = "GPU" if torch.cuda.is_available() else "CPU"
+    assert course.device_name().startswith(expected)

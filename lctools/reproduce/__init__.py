@@ -4,10 +4,11 @@
     python -m lctools.reproduce local-rank --mode full --device cuda --out figures/
     python -m lctools.reproduce all --mode quick
 
-Each figure is a :class:`FigureSpec`: quick and full settings (as in the book's chapters),
-a computation and a plot.  :func:`run` writes ``<out>/<name>.png``, ``<out>/<name>.csv``
-(the plotted numbers, one row per member and evaluation step or per point of a sweep) and
-``<out>/<name>.json`` (settings, summary statistics, device, versions, run time).
+Each figure (:data:`FIGURES`, listed in ``lctools/reproduce/figures.py``) is one experiment
+of :mod:`lctools.experiments`: the chapters call the same settings, computation and claims.
+:func:`run` writes ``<out>/<name>.png``, ``<out>/<name>.csv`` (the plotted numbers, one row
+per member and evaluation step or per point of a sweep) and ``<out>/<name>.json`` (settings,
+summary, the claims and whether they hold, device, versions, run time).
 
 Every expensive step goes through the results cache (:mod:`lctools.cache`): training runs
 are :func:`~lctools.cache.cached_train_ensemble` entries, checkpointed while they run, so a
@@ -17,145 +18,62 @@ folder.
 """
 from __future__ import annotations
 
-import ast
 import csv
 import json
 import math
+import os
 import platform
+import tempfile
 import time
-import types
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from .. import __version__
-from ..cache import ResultsCache, cached_train_ensemble
-from ..course import MODES, settings
+from ..cache import ResultsCache
+from ..course import MODES
+from ..experiments._shared import Runner, history_table, member_series, spearman, symlog_steps
+from ._spec import FigureSpec, check_setting, figure_settings, parse_overrides
+from .figures import build_figures
 
-__all__ = ["FigureSpec", "Context", "FIGURES", "run", "parse_overrides"]
+__all__ = ["FigureSpec", "FIGURES", "run", "parse_overrides", "figure_settings", "check_setting",
+           "check_device", "check_writable", "history_table", "member_series", "spearman", "symlog_steps"]
 
-
-@dataclass(frozen=True)
-class FigureSpec:
-    """One reproducible figure.
-
-    ``compute(ctx)`` returns ``{"summary": {...}, "table": [row dicts]}`` (JSON-like values);
-    ``plot(result, cfg)`` draws it and returns a matplotlib figure.
-    """
-
-    name: str
-    chapter: int
-    title: str
-    quick: Mapping[str, Any]
-    full: Mapping[str, Any]
-    compute: Callable[["Context"], dict]
-    plot: Callable[[dict, types.SimpleNamespace], Any]
+#: The figures by name, in chapter order (``lctools/reproduce/figures.py`` lists them).
+FIGURES: Dict[str, FigureSpec] = build_figures()
 
 
-@dataclass
-class Context:
-    """What a figure's computation needs: its settings and where to cache and compute."""
-
-    spec: FigureSpec
-    cfg: types.SimpleNamespace
-    mode: str
-    device: torch.device
-    cache: ResultsCache
-    progress: bool = True
-    checkpoint_interval: float = 60.0
-
-    def _config(self, config: Mapping) -> dict:
-        # figures that share an experiment (same "experiment" and settings) share cache entries
-        return {"experiment": self.spec.name, **dict(config)}
-
-    def train_ensemble(self, config: Mapping, build_model, seeds, X, y, **kwargs):
-        """:func:`~lctools.cache.cached_train_ensemble` on this figure's cache and device."""
-        return cached_train_ensemble(
-            self._config(config), build_model, seeds, X, y, cache=self.cache,
-            checkpoint_interval=self.checkpoint_interval, device=self.device, progress=self.progress, **kwargs)
-
-    def cached(self, config: Mapping, compute: Callable[[], Mapping]) -> Any:
-        """:meth:`~lctools.cache.ResultsCache.get_or_compute` on this figure's cache."""
-        return self.cache.get_or_compute(self._config(config), compute)
+def check_device(device: Union[str, torch.device, None]) -> torch.device:
+    """The device to compute on (default: CUDA when available); a clear ``ValueError`` for a
+    device torch does not know or cannot use here."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cpu or cuda (cuda:N).") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA device; use --device cpu.")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {str(device)!r} is not supported by lctools.reproduce; use cpu or cuda.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r}: torch sees only {torch.cuda.device_count()} CUDA device(s).")
+    return device
 
 
-FIGURES: Dict[str, FigureSpec] = {}
-
-
-def register(spec: FigureSpec) -> FigureSpec:
-    if spec.name in FIGURES:
-        raise ValueError(f"figure {spec.name!r} registered twice.")
-    FIGURES[spec.name] = spec
-    return spec
-
-
-def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
-    """``["steps=300", "widths=[32, 32]"]`` -> ``{"steps": 300, "widths": [32, 32]}`` (values
-    are Python literals; anything else is kept as a string)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}.")
-        try:
-            out[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            out[key.strip()] = value.strip()
-    return out
-
-
-def figure_settings(spec: FigureSpec, mode: str, overrides: Optional[Mapping[str, Any]] = None):
-    """The settings of ``spec`` in ``mode`` with ``overrides`` applied (keys must exist)."""
-    cfg = settings(mode, quick=spec.quick, full=spec.full)
-    for key, value in dict(overrides or {}).items():
-        if not hasattr(cfg, key):
-            raise ValueError(f"figure {spec.name!r} has no setting {key!r}; its settings: {sorted(vars(cfg))}.")
-        setattr(cfg, key, value)
-    return cfg
-
-
-def history_table(histories) -> List[dict]:
-    """One row per member and evaluation step: ``member, seed, lr, weight_decay, step, loss``
-    and every recorded metric (vector metrics as ``name_1, name_2, ...``, 1-based)."""
-    rows = []
-    for k, h in enumerate(histories):
-        for i, step in enumerate(h.steps):
-            row = dict(member=k, seed=h.config.get("seed"), lr=h.config.get("lr"),
-                       weight_decay=h.config.get("weight_decay"), step=int(step), loss=float(h.loss[i]))
-            for name, values in h.metrics.items():
-                v = np.asarray(values[i], dtype=float)
-                if v.ndim == 0:
-                    row[name] = float(v)
-                else:
-                    row.update({f"{name}_{j + 1}": float(x) for j, x in enumerate(v)})
-            rows.append(row)
-    return rows
-
-
-def member_series(rows: Sequence[Mapping[str, Any]], name: str):
-    """Invert :func:`history_table` for one metric: ``(steps, values)`` with ``values`` of shape
-    ``(members, E)`` for a scalar metric or ``(members, E, k)`` for a vector one."""
-    members = sorted({r["member"] for r in rows})
-    steps = np.array(sorted({r["step"] for r in rows}))
-    keys = sorted((k for k in rows[0] if k == name or k.startswith(name + "_")), key=lambda k: (len(k), k))
-    values = np.array([[[r[k] for k in keys] for r in rows if r["member"] == m] for m in members])
-    return steps, values if len(keys) > 1 else values[..., 0]
-
-
-def spearman(a, b) -> float:
-    """Spearman rank correlation of two 1-d arrays (no ties correction)."""
-    ra, rb = (np.argsort(np.argsort(np.asarray(v))).astype(float) for v in (a, b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def symlog_steps(ax, last_step: int) -> None:
-    """Training steps on a symlog x axis (linear up to 1: step 0 is shown)."""
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlim(0, last_step * 1.1)
-    ax.set_xlabel("training step")
+def check_writable(folder: Union[str, Path], what: str) -> Path:
+    """Create ``folder`` if needed and make sure a file can be written there, before any
+    computation starts; a ``ValueError`` naming ``what`` otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{what} {str(folder)!r} is not writable ({exc.strerror or exc}).") from None
+    return folder
 
 
 def _write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -193,21 +111,24 @@ def run(
     cache: Union[ResultsCache, str, Path, None] = None,
 ) -> Dict[str, Path]:
     """Compute (or load from the cache) and draw figure ``name``; returns the paths written
-    (``{"png":, "csv":, "json":}``)."""
+    (``{"png":, "csv":, "json":}``). Arguments, the output folder and the cache are checked
+    before anything is computed."""
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)} (see --list).")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device.")
+    device = check_device(device)
     spec = FIGURES[name]
     cfg = figure_settings(spec, mode, overrides)
+    out = check_writable(out, "output folder")
     cache = cache if isinstance(cache, ResultsCache) else ResultsCache(cache)
-    ctx = Context(spec, cfg, mode, device, cache, progress, checkpoint_interval)
+    if cache.enabled:
+        check_writable(cache.root, "results cache ($LCTOOLS_CACHE)")
+    runner = Runner(device, cache, progress, checkpoint_interval)
     start = time.perf_counter()
-    result = spec.compute(ctx)
+    result = spec.compute(cfg, runner)
     seconds = time.perf_counter() - start
+    claims = spec.claims(result["summary"])
 
     import matplotlib
 
@@ -215,8 +136,6 @@ def run(
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {ext: out / f"{name}.{ext}" for ext in ("png", "csv", "json")}
     fig = spec.plot(result, cfg)
     fig.savefig(paths["png"], dpi=120, bbox_inches="tight")
@@ -226,11 +145,8 @@ def run(
         figure=name, chapter=spec.chapter, title=spec.title, mode=mode, device=str(device),
         device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         settings=vars(cfg), summary=result["summary"], compute_seconds=round(seconds, 2),
-        lctools=__version__, torch=torch.__version__,
+        claims=[dict(text=c.text, holds=c.holds, detail=c.detail) for c in claims.items],
+        lctools=__version__, torch=torch.__version__, cpu_threads=torch.get_num_threads(), pid=os.getpid(),
     )
     paths["json"].write_text(json.dumps(_jsonable(meta), indent=1, sort_keys=True) + "\n")
     return paths
-
-
-# The figures register themselves on import.
-from . import dynamics, lc_estimate, local_rank, weight_decay  # noqa: E402,F401

@@ -14,20 +14,30 @@ import torch
 from .. import data, regions
 from ..complexity import local_complexity
 from ..models import MLP
-from . import FigureSpec, register, spearman
+from ._shared import Claims, Runner, make_settings, spearman
 
+NAME = "weight-decay"
 BOX = (-1.0, 1.0, -1.0, 1.0)
+QUICK = dict(task="two_moons", n_train=256, data_seed=0, widths=[32, 32], steps=1_000, lr=1e-2, batch_size=64,
+             lambdas=np.logspace(-1.5, 0.5, 8).round(4).tolist(), seeds=3, s=0.2, n_box=20_000, noise_draws=2)
+FULL = dict(task="two_moons", n_train=1_000, data_seed=0, widths=[64, 64, 64], steps=5_000, lr=1e-2,
+            batch_size=64, lambdas=np.logspace(-2, 0.5, 11).round(4).tolist(), seeds=5, s=0.2, n_box=160_000,
+            noise_draws=8)
+settings = make_settings(NAME, QUICK, FULL)
 
 
-def compute(ctx) -> dict:
-    cfg = ctx.cfg
+def compute(cfg, runner: Runner = None) -> dict:
+    """Train-or-load the ensemble of (lambda, seed) pairs; returns ``{"summary", "table"}``.
+    The box points are uniform on ``K`` from a generator seeded with ``data_seed``; each
+    member's noise from a generator seeded with its index."""
+    runner = ctx = runner or Runner()
     X, y = getattr(data, cfg.task)(n=cfg.n_train, seed=cfg.data_seed)
     X, y = X.to(ctx.device), y.to(ctx.device)
     n_classes = int(y.max()) + 1
     pairs = [(lam, seed) for lam in cfg.lambdas for seed in range(cfg.seeds)]
     seeds = [seed for _, seed in pairs]
     ens, hists = ctx.train_ensemble(
-        dict(vars(cfg), model="lctools.MLP (PyTorch default init)"),
+        dict(vars(cfg), experiment=NAME, model="lctools.MLP (PyTorch default init)"),
         lambda: MLP(X.shape[1], cfg.widths, n_classes), seeds, X, y,
         batched_metrics={"accuracy": lambda e: e.accuracy(X, y)}, steps=cfg.steps, lr=cfg.lr,
         weight_decay=[lam for lam, _ in pairs], batch_size=cfg.batch_size, optimizer="adamw",
@@ -59,7 +69,7 @@ def plot(result, cfg):
 
     rows, s = result["table"], result["summary"]
     lams = np.array(sorted({r["weight_decay"] for r in rows}))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 7))
     for key, ax, label in (("lc", ax1, rf"$\mathrm{{LC}}_s$ ($s$ = {cfg.s}) on $K = [-1, 1]^2$"),
                            ("boundary_per_area", ax2, "exact boundary length / area of K")):
         ax.scatter([r["weight_decay"] for r in rows], [r[key] for r in rows], s=14, color="0.5", label="each network")
@@ -81,12 +91,14 @@ def plot(result, cfg):
     return fig
 
 
-register(FigureSpec(
-    name="weight-decay", chapter=5, title="local complexity against weight decay (one ensemble of lambdas x seeds)",
-    quick=dict(task="two_moons", n_train=256, data_seed=0, widths=[32, 32], steps=1_000, lr=1e-2, batch_size=64,
-               lambdas=np.logspace(-1.5, 0.5, 8).round(4).tolist(), seeds=3, s=0.2, n_box=20_000, noise_draws=2),
-    full=dict(task="two_moons", n_train=1_000, data_seed=0, widths=[64, 64, 64], steps=5_000, lr=1e-2,
-              batch_size=64, lambdas=np.logspace(-2, 0.5, 11).round(4).tolist(), seeds=5, s=0.2, n_box=160_000,
-              noise_draws=8),
-    compute=compute, plot=plot,
-))
+
+def claims(s: dict) -> Claims:
+    """Chapter 5's claims about this sweep, with their tolerances."""
+    c = Claims()
+    c.add("stronger weight decay, lower LC (Spearman of LC with lambda <= -0.7)",
+          s["spearman_lc_vs_lambda"] <= -0.7, f"{s['spearman_lc_vs_lambda']:.2f}")
+    c.add("LC is close to linear in log(1/lambda) (R^2 >= 0.7, positive slope)",
+          s["fit_r2"] >= 0.7 and s["fit_slope_per_log_inverse_lambda"] > 0,
+          f"R^2 {s['fit_r2']:.2f}, slope {s['fit_slope_per_log_inverse_lambda']:.2f}")
+    c.add("every network fits (accuracy >= 0.8)", s["min_accuracy"] >= 0.8, f"{s['min_accuracy']:.3f}")
+    return c

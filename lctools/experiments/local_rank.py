@@ -14,21 +14,30 @@ from ..complexity import local_complexity
 from ..models import MLP
 from ..rank import local_rank
 from ..training import log_steps
-from . import FigureSpec, history_table, member_series, register, spearman, symlog_steps
+from ._shared import Claims, Runner, make_settings, history_table, member_series, spearman, symlog_steps
+
+NAME = "local-rank"
+QUICK = dict(n_train=1_000, dim=100, k=5, classes=6, data_seed=0, widths=[200] * 4, steps=1_500, lr=3e-3,
+             weight_decay=0.5, batch_size=64, seeds=3, n_eval=100, num_evals=24, sigma=0.1, eps=1e-2)
+FULL = dict(n_train=1_000, dim=100, k=5, classes=6, data_seed=0, widths=[200] * 4, steps=50_000, lr=1e-3,
+            weight_decay=0.05, batch_size=64, seeds=6, n_eval=500, num_evals=60, sigma=0.1, eps=1e-2)
+settings = make_settings(NAME, QUICK, FULL)
 
 
-def compute(ctx) -> dict:
-    cfg = ctx.cfg
+def compute(cfg, runner: Runner = None) -> dict:
+    """Train-or-load the ensemble; returns ``{"summary": ..., "table": ...}``."""
+    runner = runner or Runner()
+    ctx = runner
     ds = data.gaussian_mixture(cfg.n_train, dim=cfg.dim, intrinsic_dim=cfg.k, num_classes=cfg.classes,
                                seed=cfg.data_seed)
-    X, y = ds.X.to(ctx.device), ds.y.to(ctx.device)
+    X, y = ds.X.to(runner.device), ds.y.to(runner.device)
     x_eval = X[: cfg.n_eval]
     metrics = {
         "lc": lambda m: local_complexity(m, x_eval, cfg.sigma, noise_draws=0, per_layer=True),
         "local_rank": lambda m: local_rank(m, x_eval, eps=cfg.eps),
     }
     seeds = list(range(cfg.data_seed, cfg.data_seed + cfg.seeds))
-    config = dict(vars(cfg), data="gaussian_mixture", model="lctools.MLP (PyTorch default init)")
+    config = dict(vars(cfg), experiment=NAME, data="gaussian_mixture", model="lctools.MLP (PyTorch default init)")
     _, hists = ctx.train_ensemble(
         config, lambda: MLP(cfg.dim, cfg.widths, cfg.classes), seeds, X, y, metrics=metrics,
         batched_metrics={"acc": lambda e: e.accuracy(X, y)}, steps=cfg.steps, lr=cfg.lr,
@@ -60,7 +69,7 @@ def plot(result, cfg):
     _, C = member_series(result["table"], "lc")
     L = R.shape[2]
     colors = plt.cm.viridis(np.linspace(0, 0.85, L))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 7.5), sharex=True)
     for l in range(L):
         for r in R:
             ax1.plot(steps, r[:, l], color=colors[l], lw=0.6, alpha=0.4)
@@ -85,11 +94,19 @@ def plot(result, cfg):
     return fig
 
 
-register(FigureSpec(
-    name="local-rank", chapter=3, title="local rank and local complexity during training (synthetic data, seeds)",
-    quick=dict(n_train=1_000, dim=100, k=5, classes=6, data_seed=0, widths=[200] * 4, steps=1_500, lr=3e-3,
-               weight_decay=0.5, batch_size=64, seeds=3, n_eval=100, num_evals=24, sigma=0.1, eps=1e-2),
-    full=dict(n_train=1_000, dim=100, k=5, classes=6, data_seed=0, widths=[200] * 4, steps=50_000, lr=1e-3,
-              weight_decay=0.05, batch_size=64, seeds=6, n_eval=500, num_evals=60, sigma=0.1, eps=1e-2),
-    compute=compute, plot=plot,
-))
+
+def claims(s: dict) -> Claims:
+    """Chapter 3's claims about this run, with their tolerances."""
+    k, c = s["intrinsic_dim"], Claims()
+    c.add("layer 1 keeps its rank (>= 95 of 100 at initialisation and at the end)",
+          s["local_rank_init"][0] >= 95 and s["local_rank_end"][0] >= 95,
+          f"{s['local_rank_init'][0]:.1f} -> {s['local_rank_end'][0]:.1f}")
+    c.add(f"the deepest layer collapses to about k = {k} (<= 2k, and <= 0.25 x its initial rank)",
+          s["local_rank_end"][-1] <= 2 * k and s["local_rank_end"][-1] <= 0.25 * s["local_rank_init"][-1],
+          f"{s['local_rank_init'][-1]:.1f} -> {s['local_rank_end'][-1]:.1f}")
+    c.add("LC falls with it (end <= 0.6 x initialisation)", s["lc_end"] <= 0.6 * s["lc_init"],
+          f"{s['lc_init']:.1f} -> {s['lc_end']:.1f}")
+    c.add("late in training LC tracks the deepest rank (Spearman >= 0.5)",
+          s["late_phase_spearman"] is not None and s["late_phase_spearman"] >= 0.5, f"{s['late_phase_spearman']}")
+    c.add("every network fits (accuracy >= 0.9)", min(s["final_accuracy"]) >= 0.9, f"{min(s['final_accuracy']):.3f}")
+    return c
