@@ -92,7 +92,14 @@ def _check_estimate(per_point: torch.Tensor, grad_max: float, sigma: float) -> N
 def released_code_density(zbar: torch.Tensor, bias: torch.Tensor, s: float) -> torch.Tensor:
     """The paper's released code's weight ``exp(-(zbar - b)^2 / (2 s^2))``: an *unnormalised*
     Gaussian (no ``1 / (s sqrt(2 pi))``) at the pre-activation *without* the neuron's trained
-    bias ``b`` (``zbar - b = W_l sigma(z_{l-1})``). See :func:`local_complexity`."""
+    bias ``b`` (``zbar - b = W_l sigma(z_{l-1})``). See :func:`local_complexity`.
+
+    Example
+    -------
+    >>> import torch
+    >>> released_code_density(torch.tensor([0.3]), torch.tensor([0.3]), 0.1)
+    tensor([1.])
+    """
     return torch.exp(-0.5 * ((zbar - bias) / s) ** 2)
 
 
