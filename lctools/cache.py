@@ -59,6 +59,7 @@ from .checkpoints import ORPHAN_AGE, TrainingInterrupted, remove_orphans
 from .ensemble import Ensemble, train_ensemble
 from .hashing import canonical, dumps, model_fingerprint, result_json, sha256, tensor_fingerprint, torch_version
 from .models import build_seeded
+from .validation import check_writable
 from .versions import CACHE_VERSION
 
 __all__ = ["ResultsCache", "CacheWarning", "TrainingInterrupted", "cached_train", "cached_train_ensemble",
@@ -242,19 +243,11 @@ class ResultsCache:
         is disabled).  ``python -m lctools.reproduce`` asks this before computing."""
         if not self.enabled:
             return False
-        probe = None
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = Path(tempfile.mkdtemp(prefix=f"{_TMP}{os.getpid()}-probe-", dir=self.root))
-            moved = probe.with_name(probe.name + "-moved")
-            os.replace(probe, moved)
-            probe = moved
-            return True
-        except OSError:
+            check_writable(self.root, "the results cache", prefix=f"{_TMP}{os.getpid()}-probe-")
+        except ValueError:
             return False
-        finally:
-            if probe is not None:
-                shutil.rmtree(probe, ignore_errors=True)
+        return True
 
     def remove_orphans(self) -> int:
         """Delete temporary directories (``.tmp-<pid>-...``) and training-checkpoint temporary

@@ -46,7 +46,20 @@ _ids = itertools.count()
 
 
 def javascript() -> str:
-    """The explorer's JavaScript module (package data), as text."""
+    """The explorer's JavaScript module (package data), as text.
+
+    :func:`region_explorer` inlines it in its HTML output (no CDN, no server).
+
+    Returns
+    -------
+    str
+        The source of ``lctools/explorer_assets/region_explorer.js``.
+
+    Examples
+    --------
+    >>> "LCToolsExplorer" in javascript()
+    True
+    """
     return resources.files("lctools").joinpath("explorer_assets/region_explorer.js").read_text("utf-8")
 
 
@@ -58,10 +71,29 @@ def export_network(model) -> dict:
     of shape ``(n_l, n_{l-1})``, row-major, little-endian). The output layer is not needed
     for regions or local complexity and is left out.
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ReLU or LeakyReLU MLP with 2 inputs (e.g. :class:`lctools.MLP`).
+
+    Returns
+    -------
+    dict
+        ``widths``, ``slopes`` and the base64 ``weights`` of the hidden layers.
+
     Raises
     ------
     ValueError
         if the model is not a ReLU/LeakyReLU MLP with 2 inputs, or has non-finite weights.
+
+    Examples
+    --------
+    >>> import base64, lctools
+    >>> out = export_network(lctools.MLP(2, [8, 4], 1, seed=0))
+    >>> out["widths"], out["slopes"]
+    ([8, 4], [0.0, 0.0])
+    >>> len(base64.b64decode(out["weights"])) // 4    # (2*8 + 8) + (8*4 + 4) floats
+    60
     """
     net = parse_network(model)
     if net.in_dim != 2:

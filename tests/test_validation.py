@@ -190,3 +190,42 @@ def test_as_int_and_as_float_messages():
         validation.as_float(np.bool_(True), "lr")
     assert validation.as_float(torch.tensor(2, dtype=torch.int32), "x") == 2.0
     assert math.isinf(validation.as_float(float("inf"), "x", finite=False))
+
+
+@pytest.mark.parametrize("device", ["tpu", "meta", "nonsense"])
+def test_check_device_types_refuses_other_devices(device):
+    """``types=`` refuses a device of another type (reproduce computes on cpu or cuda only)."""
+    with pytest.raises(ValueError, match="device"):
+        validation.check_device(device, types=("cpu", "cuda"))
+    assert validation.check_device("cpu", types=("cpu", "cuda")) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("kind", ["under a file", "read-only filesystem", "rename fails"])
+def test_check_writable_is_the_one_writability_probe(tmp_path, monkeypatch, kind):
+    """The output folder of reproduce and the results cache are probed by the same helper:
+    a folder made, renamed and removed (what ResultsCache.store does)."""
+    import errno
+    import os
+    import tempfile
+
+    from lctools.cache import ResultsCache
+
+    folder = tmp_path / "out"
+    if kind == "under a file":
+        (tmp_path / "file").write_text("x")
+        folder = tmp_path / "file" / "out"
+    elif kind == "read-only filesystem":
+        def erofs(*a, **k):
+            raise OSError(errno.EROFS, "Read-only file system")
+        monkeypatch.setattr(tempfile, "mkdtemp", erofs)
+    else:
+        def no_replace(src, dst):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dst))
+        monkeypatch.setattr(os, "replace", no_replace)
+    with pytest.raises(ValueError, match="output folder .* is not writable"):
+        validation.check_writable(folder, "output folder")
+    assert ResultsCache(folder).writable() is False
+    monkeypatch.undo()
+    ok = tmp_path / "ok"
+    assert validation.check_writable(ok, "output folder") == ok and list(ok.iterdir()) == []
+    assert ResultsCache(ok).writable() is True
