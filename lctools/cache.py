@@ -45,7 +45,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
@@ -55,7 +54,7 @@ import torch
 from torch import nn
 
 from . import training
-from .checkpoints import ORPHAN_AGE, TrainingInterrupted, remove_orphans
+from .checkpoints import TrainingInterrupted, remove_orphans
 from .ensemble import Ensemble, train_ensemble
 from .hashing import canonical, dumps, model_fingerprint, result_json, sha256, tensor_fingerprint, torch_version
 from .models import build_seeded
@@ -91,18 +90,6 @@ def cache_disabled_by_env(value: Optional[str] = None) -> bool:
 
 
 _TMP_PID = re.compile(r"^\.tmp-(?:trash-.*-)?(\d+)(?:-|$)")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 # ----------------------------------------------------------------------------- cache
@@ -253,19 +240,7 @@ class ResultsCache:
         """Delete temporary directories (``.tmp-<pid>-...``) and training-checkpoint temporary
         files left by processes that were killed mid-write: their process is not running on
         this host, or they are older than a day.  Returns the number removed."""
-        removed = 0
-        if not self.root.is_dir():
-            return 0
-        for p in self.root.glob(f"{_TMP}*"):
-            try:
-                m = _TMP_PID.match(p.name)
-                dead = m is not None and not _pid_alive(int(m.group(1)))
-                if dead or time.time() - p.stat().st_mtime > ORPHAN_AGE:
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
-                    removed += 1
-            except OSError:
-                pass
-        return removed + remove_orphans(self.root / "checkpoints")
+        return remove_orphans(self.root, f"{_TMP}*", _TMP_PID) + remove_orphans(self.root / "checkpoints")
 
     def _commit(self, tmp: Path, entry: Path, payload: dict) -> None:
         for _ in range(3):
