@@ -44,31 +44,25 @@ REDUCTION_FUNCTIONS = {
 }
 
 
-@pytest.mark.parametrize("name", SIGMA_FUNCTIONS)
+#: each threshold's functions and the word its refusals name
+POSITIVE_RULES = {"sigma": (SIGMA_FUNCTIONS, "sigma|^s "), "eps": (EPS_FUNCTIONS, "eps")}
+POSITIVE_CASES = [(rule, name) for rule, (functions, _) in POSITIVE_RULES.items() for name in functions]
+
+
+@pytest.mark.parametrize("rule,name", POSITIVE_CASES)
 @pytest.mark.parametrize("bad", BAD_POSITIVE, ids=repr)
-def test_sigma_is_refused_everywhere_by_one_rule(name, bad):
-    with pytest.raises(ValueError, match="sigma|^s "):
-        SIGMA_FUNCTIONS[name](bad)
+def test_positive_thresholds_are_refused_everywhere_by_one_rule(rule, name, bad):
+    """sigma and eps: one rule (a finite number > 0) in every function that takes them
+    (local_rank used to accept eps=inf while local_rank_bound refused it)."""
+    functions, match = POSITIVE_RULES[rule]
+    with pytest.raises(ValueError, match=match):
+        functions[name](bad)
 
 
-@pytest.mark.parametrize("name", SIGMA_FUNCTIONS)
+@pytest.mark.parametrize("rule,name", POSITIVE_CASES)
 @pytest.mark.parametrize("good", NUMBER_FORMS, ids=repr)
-def test_sigma_accepts_numpy_scalars_and_0d_tensors(name, good):
-    SIGMA_FUNCTIONS[name](good)
-
-
-@pytest.mark.parametrize("name", EPS_FUNCTIONS)
-@pytest.mark.parametrize("bad", BAD_POSITIVE, ids=repr)
-def test_eps_is_refused_everywhere_by_one_rule(name, bad):
-    # local_rank used to accept eps=inf while local_rank_bound refused it
-    with pytest.raises(ValueError, match="eps"):
-        EPS_FUNCTIONS[name](bad)
-
-
-@pytest.mark.parametrize("name", EPS_FUNCTIONS)
-@pytest.mark.parametrize("good", NUMBER_FORMS, ids=repr)
-def test_eps_accepts_numpy_scalars_and_0d_tensors(name, good):
-    EPS_FUNCTIONS[name](good)
+def test_positive_thresholds_accept_numpy_scalars_and_0d_tensors(rule, name, good):
+    POSITIVE_RULES[rule][0][name](good)
 
 
 @pytest.mark.parametrize("name", REDUCTION_FUNCTIONS)
