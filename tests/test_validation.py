@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import lctools
-from helpers import random_mlp
+from helpers import UNWRITABLE, random_mlp, unwritable_folder
 from lctools import validation
 from lctools.ensemble import Ensemble, train_ensemble
 from lctools.training import train
@@ -194,28 +194,13 @@ def test_check_device_types_refuses_other_devices(device):
     assert validation.check_device("cpu", types=("cpu", "cuda")) == torch.device("cpu")
 
 
-@pytest.mark.parametrize("kind", ["under a file", "read-only filesystem", "rename fails"])
+@pytest.mark.parametrize("kind", [k for k in UNWRITABLE if k != "disk full"])
 def test_check_writable_is_the_one_writability_probe(tmp_path, monkeypatch, kind):
     """The output folder of reproduce and the results cache are probed by the same helper:
     a folder made, renamed and removed (what ResultsCache.store does)."""
-    import errno
-    import os
-    import tempfile
-
     from lctools.cache import ResultsCache
 
-    folder = tmp_path / "out"
-    if kind == "under a file":
-        (tmp_path / "file").write_text("x")
-        folder = tmp_path / "file" / "out"
-    elif kind == "read-only filesystem":
-        def erofs(*a, **k):
-            raise OSError(errno.EROFS, "Read-only file system")
-        monkeypatch.setattr(tempfile, "mkdtemp", erofs)
-    else:
-        def no_replace(src, dst):
-            raise PermissionError(errno.EACCES, "Permission denied", str(dst))
-        monkeypatch.setattr(os, "replace", no_replace)
+    folder = unwritable_folder(kind, tmp_path, monkeypatch)
     with pytest.raises(ValueError, match="output folder .* is not writable"):
         validation.check_writable(folder, "output folder")
     assert ResultsCache(folder).writable() is False
