@@ -45,7 +45,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
@@ -55,10 +54,11 @@ import torch
 from torch import nn
 
 from . import training
-from .checkpoints import ORPHAN_AGE, TrainingInterrupted, remove_orphans
+from .checkpoints import TrainingInterrupted, remove_orphans
 from .ensemble import Ensemble, train_ensemble
 from .hashing import canonical, dumps, model_fingerprint, result_json, sha256, tensor_fingerprint, torch_version
 from .models import build_seeded
+from .validation import check_writable
 from .versions import CACHE_VERSION
 
 __all__ = ["ResultsCache", "CacheWarning", "TrainingInterrupted", "cached_train", "cached_train_ensemble",
@@ -90,18 +90,6 @@ def cache_disabled_by_env(value: Optional[str] = None) -> bool:
 
 
 _TMP_PID = re.compile(r"^\.tmp-(?:trash-.*-)?(\d+)(?:-|$)")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 # ----------------------------------------------------------------------------- cache
@@ -242,37 +230,17 @@ class ResultsCache:
         is disabled).  ``python -m lctools.reproduce`` asks this before computing."""
         if not self.enabled:
             return False
-        probe = None
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = Path(tempfile.mkdtemp(prefix=f"{_TMP}{os.getpid()}-probe-", dir=self.root))
-            moved = probe.with_name(probe.name + "-moved")
-            os.replace(probe, moved)
-            probe = moved
-            return True
-        except OSError:
+            check_writable(self.root, "the results cache", prefix=f"{_TMP}{os.getpid()}-probe-")
+        except ValueError:
             return False
-        finally:
-            if probe is not None:
-                shutil.rmtree(probe, ignore_errors=True)
+        return True
 
     def remove_orphans(self) -> int:
         """Delete temporary directories (``.tmp-<pid>-...``) and training-checkpoint temporary
         files left by processes that were killed mid-write: their process is not running on
         this host, or they are older than a day.  Returns the number removed."""
-        removed = 0
-        if not self.root.is_dir():
-            return 0
-        for p in self.root.glob(f"{_TMP}*"):
-            try:
-                m = _TMP_PID.match(p.name)
-                dead = m is not None and not _pid_alive(int(m.group(1)))
-                if dead or time.time() - p.stat().st_mtime > ORPHAN_AGE:
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
-                    removed += 1
-            except OSError:
-                pass
-        return removed + remove_orphans(self.root / "checkpoints")
+        return remove_orphans(self.root, f"{_TMP}*", _TMP_PID) + remove_orphans(self.root / "checkpoints")
 
     def _commit(self, tmp: Path, entry: Path, payload: dict) -> None:
         for _ in range(3):

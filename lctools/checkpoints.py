@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -85,10 +86,12 @@ def _pid_alive(pid: int) -> bool:
 _PID = re.compile(r"\.(\d+)\.tmp$")
 
 
-def remove_orphans(folder: Path, pattern: str = ".*.tmp") -> int:
-    """Delete temporary files matching ``pattern`` in ``folder`` whose writer is gone: its
-    process id (``.<name>.<pid>.tmp``) is not running on this host, or the file is older than
-    :data:`ORPHAN_AGE`.  Returns the number deleted; errors are ignored.
+def remove_orphans(folder: Path, pattern: str = ".*.tmp", pid: Optional[re.Pattern] = None) -> int:
+    """Delete temporary files (or folders) matching ``pattern`` in ``folder`` whose writer is
+    gone: its process id (group 1 of the regular expression ``pid``; by default the ``<pid>``
+    of ``.<name>.<pid>.tmp``) is not running on this host, or the entry is older than
+    :data:`ORPHAN_AGE`.  Returns the number deleted; errors are ignored.  The results cache
+    cleans its ``.tmp-<pid>-...`` folders with it too.
 
     Example
     -------
@@ -100,12 +103,13 @@ def remove_orphans(folder: Path, pattern: str = ".*.tmp") -> int:
     folder = Path(folder)
     if not folder.is_dir():
         return 0
+    pid = _PID if pid is None else pid
     for p in folder.glob(pattern):
         try:
-            m = _PID.search(p.name)
+            m = pid.search(p.name)
             dead = m is not None and not _pid_alive(int(m.group(1)))
             if dead or time.time() - p.stat().st_mtime > ORPHAN_AGE:
-                p.unlink()
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
                 removed += 1
         except OSError:
             pass

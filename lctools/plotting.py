@@ -25,6 +25,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .validation import as_float, as_int
+
 __all__ = [
     "COLUMN_PX", "COLUMN_WIDTH", "FIGURE_DPI", "LABEL_PT", "MIN_LABEL_PX",
     "label_css_px", "max_figure_width", "column_figure", "check_figure", "symlog_axis",
@@ -47,13 +49,7 @@ MIN_LABEL_PX = 9.5
 
 
 def _positive(value, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}.") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}.")
-    return v
+    return as_float(value, name, low=0.0, low_open=True)
 
 
 def label_css_px(width: float, dpi: float = FIGURE_DPI, font_pt: float = LABEL_PT,
@@ -115,9 +111,7 @@ def column_figure(nrows: int = 1, ncols: int = 1, *, width: float = COLUMN_WIDTH
     """
     import matplotlib.pyplot as plt
 
-    for name, v in (("nrows", nrows), ("ncols", ncols)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+    nrows, ncols = as_int(nrows, "nrows", low=1), as_int(ncols, "ncols", low=1)
     width, aspect = _positive(width, "width"), _positive(aspect, "aspect")
     limit = max_figure_width()
     if width > limit:
@@ -142,7 +136,37 @@ def column_figure(nrows: int = 1, ncols: int = 1, *, width: float = COLUMN_WIDTH
 def check_figure(fig, font_pt: float = LABEL_PT) -> float:
     """Raise ``ValueError`` if ``fig`` breaks the column rule; return its label size in CSS px.
 
-    Uses the figure's own width and dpi (:func:`label_css_px`).
+    The rule: ``font_pt`` labels of ``fig``, at its own width and dpi, show at least
+    ``MIN_LABEL_PX`` CSS pixels high in the column (:func:`label_css_px`).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure to check.
+    font_pt : float
+        The label size in points (matplotlib's default 10).
+
+    Returns
+    -------
+    float
+        The labels' height in CSS pixels.
+
+    Raises
+    ------
+    ValueError
+        if the labels would show below ``MIN_LABEL_PX`` (the figure is too wide).
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> fig = plt.figure(figsize=(7.0, 3.0), dpi=100)
+    >>> round(check_figure(fig), 1)
+    13.7
+    >>> check_figure(plt.figure(figsize=(15.0, 3.0), dpi=100))
+    Traceback (most recent call last):
+    ...
+    ValueError: figure is 15.00 inches wide at 100 dpi: 10-pt labels show at 6.4 CSS px (< 9.5); use lctools.plotting.column_figure.
+    >>> plt.close("all")
     """
     w = float(fig.get_size_inches()[0])
     px = label_css_px(w, dpi=fig.dpi, font_pt=font_pt)
@@ -179,8 +203,7 @@ def symlog_axis(ax, values: Optional[Sequence[float]] = None, axis: str = "y",
     """
     if axis not in ("x", "y"):
         raise ValueError(f"axis must be 'x' or 'y', got {axis!r}.")
-    if not 0.0 <= float(quantile) <= 1.0:
-        raise ValueError(f"quantile must lie in [0, 1], got {quantile!r}.")
+    quantile = as_float(quantile, "quantile", low=0.0, high=1.0)
     if linthresh is None:
         linthresh = 1.0
         if values is not None:

@@ -32,7 +32,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable, List, Optional, Union
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -41,6 +45,7 @@ __all__ = [
     "REDUCTIONS", "as_float", "as_int", "check_sigma", "check_eps", "check_noise_draws",
     "check_reduction", "reduce", "check_lr", "check_weight_decay", "check_hyperparameter",
     "check_widths", "check_slope", "check_finite", "check_bool", "compute_dtype", "check_device",
+    "check_writable",
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -316,14 +321,20 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def check_device(device) -> Optional[torch.device]:
+def check_device(device, types: Optional[Sequence[str]] = None) -> Optional[torch.device]:
     """``device`` as a ``torch.device`` (``None`` stays ``None``), refusing with a clean message a
-    name torch does not know and a CUDA (or MPS) device this machine does not have.
+    name torch does not know, a CUDA (or MPS) device this machine does not have and, if
+    ``types`` is given, a device of another type (``types=("cpu", "cuda")``: what
+    ``python -m lctools.reproduce`` computes on).
 
     Example
     -------
     >>> check_device("cpu")
     device(type='cpu')
+    >>> check_device("meta", types=("cpu", "cuda"))
+    Traceback (most recent call last):
+    ...
+    ValueError: device 'meta' is not supported here; use cpu or cuda.
     """
     if device is None:
         return None
@@ -331,6 +342,8 @@ def check_device(device) -> Optional[torch.device]:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda' (or 'cuda:N').") from None
+    if types is not None and dev.type not in types:
+        raise ValueError(f"device {str(dev)!r} is not supported here; use {' or '.join(types)}.")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {str(dev)!r} was asked for, but torch sees no CUDA device; "
@@ -346,3 +359,35 @@ def check_device(device) -> Optional[torch.device]:
         if not getattr(getattr(torch, dev.type, None), "is_available", lambda: False)():
             raise ValueError(f"device {str(dev)!r} was asked for, but torch cannot use it here.")
     return dev
+
+
+def check_writable(folder: Union[str, Path], name: str, prefix: str = ".write-test-") -> Path:
+    """Create ``folder`` if needed and make sure files can be written and renamed there (a
+    probe folder ``<prefix>...`` is made, renamed and removed), before any computation
+    starts; a ``ValueError`` naming ``name`` otherwise.  Returns ``folder`` as a ``Path``.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     check_writable(pathlib.Path(tmp) / "figures", "output folder").name
+    'figures'
+    >>> check_writable(__file__ + "/sub", "output folder")
+    Traceback (most recent call last):
+    ...
+    ValueError: output folder '.../sub' is not writable (...).
+    """
+    folder = Path(folder)
+    probe = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
+        moved = probe.with_name(probe.name + "-moved")
+        os.replace(probe, moved)
+        probe = moved
+    except OSError as exc:
+        raise ValueError(f"{name} {str(folder)!r} is not writable ({exc.strerror or exc}).") from None
+    finally:
+        if probe is not None:
+            shutil.rmtree(probe, ignore_errors=True)
+    return folder

@@ -65,3 +65,55 @@ def hidden_maps(model):
 def reference_pre_jacobians(model, x):
     """``J_l(x) = dz_l/dx`` by autograd for every hidden layer: a list of ``(N, n_l, n_0)``."""
     return [vmap(jacrev(m))(x) for m in hidden_maps(model)]
+
+
+UNWRITABLE = ["root is a file", "root under a file", "read-only folder", "read-only filesystem", "rename fails",
+              "disk full"]
+
+
+def unwritable_folder(kind, tmp_path, monkeypatch):
+    """A folder (a results-cache root, an output folder) that cannot be written, in one of
+    the ways of ``UNWRITABLE``; returns its path.  ``"disk full"`` fails only the results
+    cache's ``result.json``."""
+    import errno
+    import os
+    import tempfile
+
+    import pytest
+
+    from lctools import cache
+
+    if kind == "root is a file":
+        root = tmp_path / "file"
+        root.write_text("not a folder")
+        return root
+    if kind == "root under a file":
+        (tmp_path / "file").write_text("x")
+        return tmp_path / "file" / "cache"
+    if kind == "read-only folder":
+        if os.geteuid() == 0:
+            pytest.skip("root ignores folder permissions")
+        root = tmp_path / "ro"
+        root.mkdir()
+        root.chmod(0o500)
+        return root
+    if kind == "read-only filesystem":
+        def erofs(*a, **k):
+            raise OSError(errno.EROFS, "Read-only file system")
+        monkeypatch.setattr(tempfile, "mkdtemp", erofs)
+        return tmp_path / "c"
+    if kind == "rename fails":
+        def no_replace(src, dst):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dst))
+        monkeypatch.setattr(cache.os, "replace", no_replace)
+        return tmp_path / "c"
+    if kind == "disk full":
+        real_write = cache._write
+
+        def full(path, data):
+            if path.name == "result.json":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_write(path, data)
+        monkeypatch.setattr(cache, "_write", full)
+        return tmp_path / "c"
+    raise AssertionError(kind)

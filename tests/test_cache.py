@@ -10,6 +10,8 @@ import torch
 from lctools import MLP, cache, training
 from lctools.data import two_moons
 
+from helpers import UNWRITABLE, unwritable_folder as _unwritable
+
 CONFIG = {"model": {"widths": (8, 8)}, "lr": 1e-2, "steps": 20, "seed": np.int64(3), "wd": np.float32(0.5),
           "schedule": None, "flag": True, "name": "moons"}
 
@@ -214,52 +216,6 @@ def test_cached_train_repairs_a_corrupt_model(tmp_path, moons):
 
 
 # ----------------------------------------------------------------------------- nothing computed is lost
-def _unwritable(kind, tmp_path, monkeypatch):
-    """A cache root that cannot store, in several ways; returns the root."""
-    import errno
-    import os
-    import tempfile
-
-    if kind == "root is a file":
-        root = tmp_path / "file"
-        root.write_text("not a folder")
-        return root
-    if kind == "root under a file":
-        (tmp_path / "file").write_text("x")
-        return tmp_path / "file" / "cache"
-    if kind == "read-only folder":
-        if os.geteuid() == 0:
-            pytest.skip("root ignores folder permissions")
-        root = tmp_path / "ro"
-        root.mkdir()
-        root.chmod(0o500)
-        return root
-    if kind == "read-only filesystem":
-        def erofs(*a, **k):
-            raise OSError(errno.EROFS, "Read-only file system")
-        monkeypatch.setattr(tempfile, "mkdtemp", erofs)
-        return tmp_path / "c"
-    if kind == "rename fails":
-        def no_replace(src, dst):
-            raise PermissionError(errno.EACCES, "Permission denied", str(dst))
-        monkeypatch.setattr(cache.os, "replace", no_replace)
-        return tmp_path / "c"
-    if kind == "disk full":
-        real_write = cache._write
-
-        def full(path, data):
-            if path.name == "result.json":
-                raise OSError(errno.ENOSPC, "No space left on device")
-            real_write(path, data)
-        monkeypatch.setattr(cache, "_write", full)
-        return tmp_path / "c"
-    raise AssertionError(kind)
-
-
-UNWRITABLE = ["root is a file", "root under a file", "read-only folder", "read-only filesystem", "rename fails",
-              "disk full"]
-
-
 @pytest.mark.parametrize("kind", UNWRITABLE)
 def test_store_that_cannot_write_warns_and_returns_the_value(tmp_path, monkeypatch, kind):
     root = _unwritable(kind, tmp_path, monkeypatch)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import lctools
+from helpers import random_mlp
 from lctools.complexity import released_code_density
 
 
@@ -42,12 +43,8 @@ def per_neuron_reference(model, x, s, noise=None, convention="released-code"):
 @pytest.mark.parametrize("s", [0.05, 0.5, 2.0])
 @pytest.mark.parametrize("widths", [[5], [4, 6, 3]])
 def test_released_code_matches_per_neuron_loop(s, widths):
-    torch.manual_seed(1)
-    net = lctools.MLP(3, widths, 2).double()
-    with torch.no_grad():
-        for m in net:
-            if isinstance(m, torch.nn.Linear):
-                m.bias.normal_(0, 0.5)  # trained-looking, nonzero biases: the two conventions differ
+    # trained-looking, nonzero biases: the two conventions differ
+    net = random_mlp(3, widths, 2, seed=1, bias_std=0.5, init="default")
     x = torch.randn(7, 3, dtype=torch.float64)
     got = lctools.local_complexity(net, x, s, noise_draws=0, reduction="none", convention="released-code")
     torch.testing.assert_close(got, per_neuron_reference(net, x, s), rtol=1e-10, atol=1e-12)
@@ -57,12 +54,7 @@ def test_released_code_matches_per_neuron_loop(s, widths):
 
 
 def test_released_code_with_one_shared_noise_draw():
-    torch.manual_seed(2)
-    net = lctools.MLP(2, [6, 5], 1).double()
-    with torch.no_grad():
-        for m in net:
-            if isinstance(m, torch.nn.Linear):
-                m.bias.normal_(0, 0.3)
+    net = random_mlp(2, [6, 5], 1, seed=2, bias_std=0.3, init="default")
     x, s = torch.randn(5, 2, dtype=torch.float64), 0.3
     got = lctools.local_complexity(net, x, s, noise_draws=1, shared_noise=True, reduction="none",
                                    generator=torch.Generator().manual_seed(7), convention="released-code")

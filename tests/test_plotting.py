@@ -80,6 +80,18 @@ def test_column_figure_rejects_bad_input(kwargs):
     plt.close("all")
 
 
+def test_column_figure_accepts_numpy_and_tensor_numbers():
+    """Counts and sizes go through lctools.validation: numpy scalars and 0-d tensors are numbers."""
+    import torch
+
+    fig, axes = plotting.column_figure(np.int64(1), torch.tensor(2), width=np.float32(6.0))
+    assert np.size(axes) == 2 and fig.get_size_inches()[0] == pytest.approx(6.0)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="quantile"):
+        plotting.symlog_axis(plt.subplots()[1], quantile=float("nan"))
+    plt.close("all")
+
+
 def test_check_figure_flags_wide_figures():
     fig = plt.figure(figsize=(13.5, 4))
     with pytest.raises(ValueError, match="CSS px"):

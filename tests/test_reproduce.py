@@ -50,17 +50,17 @@ def test_bad_arguments_are_reported():
 @pytest.mark.parametrize("item, message", [
     ("steps=abc", "setting 'steps' of figure 'dynamics' expects an integer, got 'abc'"),
     ("steps=1.5", "'steps' of figure 'dynamics' expects an integer"),
-    ("steps=0", "'steps' of figure 'dynamics' must be > 0"),
+    ("steps=0", "'steps' of figure 'dynamics' must be an integer >= 1, got 0"),
     ("widths=64", "'widths' of figure 'dynamics' expects a list like [64, 64, 64, 64], got 64"),
     ("widths=[64, 'a']", "'widths' of figure 'dynamics' expects an integer, got 'a'"),
     ("widths=[]", "'widths' of figure 'dynamics' expects a list"),
-    ("lr=nan", "'lr' of figure 'dynamics' must be finite, got nan"),
-    ("lr=inf", "'lr' of figure 'dynamics' must be finite"),
-    ("lr=-1e-3", "'lr' of figure 'dynamics' must be > 0"),
-    ("seeds=0", "'seeds' of figure 'dynamics' must be > 0, got 0"),
+    ("lr=nan", "'lr' of figure 'dynamics' must be a finite number > 0, got nan"),
+    ("lr=inf", "'lr' of figure 'dynamics' must be a finite number > 0, got inf"),
+    ("lr=-1e-3", "'lr' of figure 'dynamics' must be a finite number > 0, got -0.001"),
+    ("seeds=0", "'seeds' of figure 'dynamics' must be an integer >= 1, got 0"),
     ("normalize=1", "'normalize' of figure 'dynamics' expects True or False"),
     ("activation=3", "'activation' of figure 'dynamics' expects a str"),
-    ("weight_decay=-0.1", "'weight_decay' of figure 'dynamics' must be >= 0"),
+    ("weight_decay=-0.1", "'weight_decay' of figure 'dynamics' must be a finite number >= 0, got -0.1"),
 ])
 def test_set_values_are_checked_against_the_setting_type(item, message, tmp_path):
     with pytest.raises(ValueError) as info:
@@ -73,8 +73,18 @@ def test_cli_reports_bad_set_values_by_name(tmp_path):
     out = _cli("dynamics", "--set", "lr=nan", "--set", "steps=abc", "--out", str(tmp_path / "out"),
                "--no-progress", env={"LCTOOLS_CACHE": str(tmp_path / "cache")}, timeout=300)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert "'lr' of figure 'dynamics' must be finite" in out.stderr or "'steps'" in out.stderr
+    assert "'lr' of figure 'dynamics' must be a finite number" in out.stderr or "'steps'" in out.stderr
     assert not (tmp_path / "out" / "dynamics.png").exists() and not (tmp_path / "cache").exists()
+
+
+def test_set_values_accept_numpy_scalars_and_0d_tensors():
+    """Settings follow lctools.validation: numpy and 0-d tensor numbers are numbers, 2.0 is an integer."""
+    cfg = reproduce.figure_settings(reproduce.FIGURES["dynamics"], "quick", dict(
+        steps=np.int64(300), lr=torch.tensor(2e-3), weight_decay=np.float32(0.5), seeds=2.0))
+    assert (cfg.steps, cfg.seeds) == (300, 2) and isinstance(cfg.steps, int) and isinstance(cfg.seeds, int)
+    assert cfg.lr == pytest.approx(2e-3) and isinstance(cfg.lr, float) and cfg.weight_decay == 0.5
+    with pytest.raises(ValueError, match="'steps' of figure 'dynamics' expects an integer"):
+        reproduce.figure_settings(reproduce.FIGURES["dynamics"], "quick", dict(steps=np.float64(1.5)))
 
 
 def test_good_set_values_pass():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import lctools
-from helpers import random_mlp
+from helpers import UNWRITABLE, random_mlp, unwritable_folder
 from lctools import validation
 from lctools.ensemble import Ensemble, train_ensemble
 from lctools.training import train
@@ -44,31 +44,25 @@ REDUCTION_FUNCTIONS = {
 }
 
 
-@pytest.mark.parametrize("name", SIGMA_FUNCTIONS)
+#: each threshold's functions and the word its refusals name
+POSITIVE_RULES = {"sigma": (SIGMA_FUNCTIONS, "sigma|^s "), "eps": (EPS_FUNCTIONS, "eps")}
+POSITIVE_CASES = [(rule, name) for rule, (functions, _) in POSITIVE_RULES.items() for name in functions]
+
+
+@pytest.mark.parametrize("rule,name", POSITIVE_CASES)
 @pytest.mark.parametrize("bad", BAD_POSITIVE, ids=repr)
-def test_sigma_is_refused_everywhere_by_one_rule(name, bad):
-    with pytest.raises(ValueError, match="sigma|^s "):
-        SIGMA_FUNCTIONS[name](bad)
+def test_positive_thresholds_are_refused_everywhere_by_one_rule(rule, name, bad):
+    """sigma and eps: one rule (a finite number > 0) in every function that takes them
+    (local_rank used to accept eps=inf while local_rank_bound refused it)."""
+    functions, match = POSITIVE_RULES[rule]
+    with pytest.raises(ValueError, match=match):
+        functions[name](bad)
 
 
-@pytest.mark.parametrize("name", SIGMA_FUNCTIONS)
+@pytest.mark.parametrize("rule,name", POSITIVE_CASES)
 @pytest.mark.parametrize("good", NUMBER_FORMS, ids=repr)
-def test_sigma_accepts_numpy_scalars_and_0d_tensors(name, good):
-    SIGMA_FUNCTIONS[name](good)
-
-
-@pytest.mark.parametrize("name", EPS_FUNCTIONS)
-@pytest.mark.parametrize("bad", BAD_POSITIVE, ids=repr)
-def test_eps_is_refused_everywhere_by_one_rule(name, bad):
-    # local_rank used to accept eps=inf while local_rank_bound refused it
-    with pytest.raises(ValueError, match="eps"):
-        EPS_FUNCTIONS[name](bad)
-
-
-@pytest.mark.parametrize("name", EPS_FUNCTIONS)
-@pytest.mark.parametrize("good", NUMBER_FORMS, ids=repr)
-def test_eps_accepts_numpy_scalars_and_0d_tensors(name, good):
-    EPS_FUNCTIONS[name](good)
+def test_positive_thresholds_accept_numpy_scalars_and_0d_tensors(rule, name, good):
+    POSITIVE_RULES[rule][0][name](good)
 
 
 @pytest.mark.parametrize("name", REDUCTION_FUNCTIONS)
@@ -190,3 +184,27 @@ def test_as_int_and_as_float_messages():
         validation.as_float(np.bool_(True), "lr")
     assert validation.as_float(torch.tensor(2, dtype=torch.int32), "x") == 2.0
     assert math.isinf(validation.as_float(float("inf"), "x", finite=False))
+
+
+@pytest.mark.parametrize("device", ["tpu", "meta", "nonsense"])
+def test_check_device_types_refuses_other_devices(device):
+    """``types=`` refuses a device of another type (reproduce computes on cpu or cuda only)."""
+    with pytest.raises(ValueError, match="device"):
+        validation.check_device(device, types=("cpu", "cuda"))
+    assert validation.check_device("cpu", types=("cpu", "cuda")) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("kind", [k for k in UNWRITABLE if k != "disk full"])
+def test_check_writable_is_the_one_writability_probe(tmp_path, monkeypatch, kind):
+    """The output folder of reproduce and the results cache are probed by the same helper:
+    a folder made, renamed and removed (what ResultsCache.store does)."""
+    from lctools.cache import ResultsCache
+
+    folder = unwritable_folder(kind, tmp_path, monkeypatch)
+    with pytest.raises(ValueError, match="output folder .* is not writable"):
+        validation.check_writable(folder, "output folder")
+    assert ResultsCache(folder).writable() is False
+    monkeypatch.undo()
+    ok = tmp_path / "ok"
+    assert validation.check_writable(ok, "output folder") == ok and list(ok.iterdir()) == []
+    assert ResultsCache(ok).writable() is True

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -32,48 +31,86 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .. import validation
 from ..cache import ResultsCache
 from ..course import MODES
+from ..validation import check_writable
 from ..experiments._shared import Runner, history_table, member_series, spearman, symlog_steps
 from ._spec import FigureSpec, check_setting, figure_settings, parse_overrides
 from .figures import build_figures
 
 __all__ = ["FigureSpec", "FIGURES", "run", "parse_overrides", "figure_settings", "check_setting",
-           "check_device", "check_writable", "history_table", "member_series", "spearman", "symlog_steps"]
+           "check_device", "check_writable", "check_output", "history_table", "member_series", "spearman", "symlog_steps"]
 
 #: The figures by name, in chapter order (``lctools/reproduce/figures.py`` lists them).
 FIGURES: Dict[str, FigureSpec] = build_figures()
 
 
 def check_device(device: Union[str, torch.device, None]) -> torch.device:
-    """The device to compute on (default: CUDA when available); a clear ``ValueError`` for a
-    device torch does not know or cannot use here."""
+    """The device to compute on: CUDA when available for ``None``, else ``device`` checked by
+    :func:`lctools.validation.check_device` (only ``cpu`` and ``cuda`` are supported here).
+
+    Parameters
+    ----------
+    device : str, torch.device, optional
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or None (CUDA when available, else the CPU).
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        for a device torch does not know, one this machine does not have, or another type.
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    device(type='cpu')
+    >>> check_device("tpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown device 'tpu'; use 'cpu' or 'cuda' (or 'cuda:N').
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"unknown device {device!r}; use cpu or cuda (cuda:N).") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA device; use --device cpu.")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {str(device)!r} is not supported by lctools.reproduce; use cpu or cuda.")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {str(device)!r}: torch sees only {torch.cuda.device_count()} CUDA device(s).")
-    return device
+    return validation.check_device(device, types=("cpu", "cuda"))
 
 
-def check_writable(folder: Union[str, Path], what: str) -> Path:
-    """Create ``folder`` if needed and make sure a file can be written there, before any
-    computation starts; a ``ValueError`` naming ``what`` otherwise."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{what} {str(folder)!r} is not writable ({exc.strerror or exc}).") from None
-    return folder
+def check_output(out: Union[str, Path], cache: Union[ResultsCache, str, Path, None] = None):
+    """Check, before anything is computed, that figures can be written to ``out`` and results
+    stored in ``cache`` (both with :func:`lctools.validation.check_writable`).
+
+    Parameters
+    ----------
+    out : str or Path
+        The output folder (created if needed).
+    cache : ResultsCache, Path, optional
+        The results cache, or its folder (None: ``$LCTOOLS_CACHE`` or the default).
+
+    Returns
+    -------
+    (Path, ResultsCache)
+
+    Raises
+    ------
+    ValueError
+        naming the output folder or the results cache that is not writable.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out, cache = check_output(pathlib.Path(tmp) / "figures", pathlib.Path(tmp) / "cache")
+    ...     out.is_dir(), cache.root.is_dir()
+    (True, True)
+    """
+    out = check_writable(out, "output folder (--out)")
+    cache = cache if isinstance(cache, ResultsCache) else ResultsCache(cache)
+    if cache.enabled:
+        check_writable(cache.root, "results cache ($LCTOOLS_CACHE)")
+    return out, cache
 
 
 def _write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -110,9 +147,54 @@ def run(
     checkpoint_interval: float = 60.0,
     cache: Union[ResultsCache, str, Path, None] = None,
 ) -> Dict[str, Path]:
-    """Compute (or load from the cache) and draw figure ``name``; returns the paths written
-    (``{"png":, "csv":, "json":}``). Arguments, the output folder and the cache are checked
-    before anything is computed."""
+    """Compute (or load from the cache) and draw figure ``name``; returns the paths written.
+
+    Arguments, the output folder and the cache are checked (:func:`check_device`,
+    :func:`check_output`, :func:`figure_settings`) before anything is computed.
+
+    Parameters
+    ----------
+    name : str
+        A figure of :data:`FIGURES` (``--list`` shows them).
+    mode : str
+        ``"quick"`` (CPU settings) or ``"full"`` (the paper's scale).
+    device : str, torch.device, optional
+        Where to compute (None: CUDA when available, else the CPU).
+    out : str or Path
+        The output folder, created if needed.
+    overrides : mapping, optional
+        Settings that replace the mode's (``--set KEY=VALUE``), checked by type and range.
+    progress : bool
+        Show progress bars.
+    checkpoint_interval : float
+        Seconds between training checkpoints.
+    cache : ResultsCache, Path, optional
+        The results cache or its folder (None: ``$LCTOOLS_CACHE`` or the default).
+
+    Returns
+    -------
+    dict
+        ``{"png": Path, "csv": Path, "json": Path}``.
+
+    Raises
+    ------
+    ValueError
+        for an unknown figure or mode, a bad device or setting, or a folder that is not
+        writable.
+
+    Examples
+    --------
+    A tiny version of the chapter-2 figure (seconds on a CPU):
+
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     paths = run("lc-estimate", device="cpu", out=pathlib.Path(tmp) / "fig",
+    ...                 cache=pathlib.Path(tmp) / "cache", progress=False,
+    ...                 overrides=dict(widths=[4, 4], sigmas=[0.1, 1.0], exact_draws=2,
+    ...                                n_points=200, noise_draws=1))
+    ...     sorted(p.name for p in paths.values())
+    ['lc-estimate.csv', 'lc-estimate.json', 'lc-estimate.png']
+    """
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)} (see --list).")
     if mode not in MODES:
@@ -120,10 +202,7 @@ def run(
     device = check_device(device)
     spec = FIGURES[name]
     cfg = figure_settings(spec, mode, overrides)
-    out = check_writable(out, "output folder")
-    cache = cache if isinstance(cache, ResultsCache) else ResultsCache(cache)
-    if cache.enabled:
-        check_writable(cache.root, "results cache ($LCTOOLS_CACHE)")
+    out, cache = check_output(out, cache)
     runner = Runner(device, cache, progress, checkpoint_interval)
     start = time.perf_counter()
     result = spec.compute(cfg, runner)

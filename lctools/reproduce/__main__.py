@@ -10,7 +10,7 @@ import torch
 
 from tqdm.auto import tqdm
 
-from . import FIGURES, check_device, check_writable, figure_settings, parse_overrides, run
+from . import FIGURES, check_device, check_output, figure_settings, parse_overrides, run
 
 
 def _interrupted(exc: BaseException) -> int:
@@ -73,12 +73,7 @@ def main(argv=None) -> int:
             raise ValueError(f"--threads must be >= 1, got {args.threads}.")
         if device.type == "cpu" and (args.threads or not os.environ.get("OMP_NUM_THREADS")):
             torch.set_num_threads(args.threads or 1)
-        check_writable(args.out, "output folder (--out)")
-        from ..cache import ResultsCache
-
-        cache = ResultsCache()
-        if cache.enabled:
-            check_writable(cache.root, "results cache ($LCTOOLS_CACHE)")
+        out, cache = check_output(args.out)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -87,7 +82,7 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             mine = {k: v for k, v in overrides.items() if k in FIGURES[name].quick}
             try:
-                paths = run(name, mode=args.mode, device=device, out=args.out, overrides=mine,
+                paths = run(name, mode=args.mode, device=device, out=out, overrides=mine,
                             progress=not args.no_progress, checkpoint_interval=args.checkpoint_every, cache=cache)
             except ValueError as exc:
                 print(f"error: {exc}", file=sys.stderr)

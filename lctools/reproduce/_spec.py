@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import ast
-import math
 import types
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 from ..course import settings
+from ..validation import as_float, as_int
 
 #: settings that may be 0 (everything else numeric must be positive)
 NON_NEGATIVE = ("data_seed", "seed", "weight_decay")
@@ -70,16 +70,15 @@ def check_setting(figure: str, key: str, value, default):
             raise bad
         return value
     if isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        if isinstance(default, int) and not isinstance(value, int):
-            raise bad
-        if not math.isfinite(value):
-            raise ValueError(f"{where} must be finite, got {value!r}.")
-        low_ok = value >= 0 if key in NON_NEGATIVE else value > 0
-        if not low_ok:
-            raise ValueError(f"{where} must be {'>= 0' if key in NON_NEGATIVE else '> 0'}, got {value!r}.")
-        return float(value) if isinstance(default, float) else value
+        # the rules of lctools.validation (numpy scalars and 0-d tensors are numbers)
+        positive = key not in NON_NEGATIVE
+        if isinstance(default, int):
+            try:
+                value = as_int(value, where)
+            except ValueError:
+                raise bad from None
+            return as_int(value, where, low=1 if positive else 0)
+        return as_float(value, where, low=0.0, low_open=positive)
     if isinstance(default, (list, tuple)):
         if not isinstance(value, (list, tuple)) or not value:
             raise bad
