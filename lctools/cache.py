@@ -7,7 +7,7 @@ computation (model, data, optimiser, steps, seeds, ...).  Its key is
                                "torch": torch major.minor} )
 
 with sorted keys, so the same configuration gives the same key in every session, and a
-change of lctools' numerics (:data:`lctools.versions.CACHE_VERSION`) or of torch's version
+change of lctools' numerics (``lctools.versions.CACHE_VERSION``) or of torch's version
 starts afresh.  For trained models (:func:`cached_train`, :func:`cached_train_ensemble`)
 the configuration also holds the data's fingerprint and the *model's*: its architecture
 (every layer, width and activation) and its initial parameters, so changing the model
@@ -77,7 +77,7 @@ class CacheWarning(UserWarning):
 
 
 def cache_disabled_by_env(value: Optional[str] = None) -> bool:
-    """Whether ``LCTOOLS_CACHE`` (or ``value``) turns caching off: one of :data:`OFF`, in any
+    """Whether ``LCTOOLS_CACHE`` (or ``value``) turns caching off: one of ``OFF``, in any
     case and with surrounding spaces (``off``, ``none``, ``0``, ``false``, ``no``, ...).
 
     Example
@@ -125,7 +125,7 @@ class ResultsCache:
 
     def key(self, config: Mapping) -> str:
         """sha256 (hex) of the canonical JSON of the configuration, lctools'
-        :data:`~lctools.versions.CACHE_VERSION` and torch's major.minor version."""
+        ``lctools.versions.CACHE_VERSION`` and torch's major.minor version."""
         return sha256(dumps(self._payload(config)))
 
     def path(self, config: Mapping) -> Path:

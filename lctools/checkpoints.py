@@ -90,7 +90,7 @@ def remove_orphans(folder: Path, pattern: str = ".*.tmp", pid: Optional[re.Patte
     """Delete temporary files (or folders) matching ``pattern`` in ``folder`` whose writer is
     gone: its process id (group 1 of the regular expression ``pid``; by default the ``<pid>``
     of ``.<name>.<pid>.tmp``) is not running on this host, or the entry is older than
-    :data:`ORPHAN_AGE`.  Returns the number deleted; errors are ignored.  The results cache
+    ``ORPHAN_AGE``.  Returns the number deleted; errors are ignored.  The results cache
     cleans its ``.tmp-<pid>-...`` folders with it too.
 
     Example

@@ -360,7 +360,7 @@ class MinibatchOrder:
 def full_data_loss(outputs: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor, y: torch.Tensor,
                    loss_fn: Callable) -> np.ndarray:
     """The mean loss over all of ``(X, y)`` of each of ``K`` networks, float64 ``(K,)``;
-    ``outputs(xb)`` returns their outputs ``(K, b, out)`` (chunks of :data:`EVAL_CHUNK` points).
+    ``outputs(xb)`` returns their outputs ``(K, b, out)`` (chunks of ``EVAL_CHUNK`` points).
 
     Example
     -------

@@ -9,8 +9,8 @@ The rules:
 
 - ``sigma`` (the bias-noise scale ``s``): a finite number ``> 0``.
 - ``eps`` (the singular-value threshold of the local rank): a finite number ``> 0`` (for
-  :func:`~lctools.local_rank`, :func:`~lctools.local_rank_bound` and
-  :func:`~lctools.count_singular_values_above` alike).
+  :func:`~lctools.rank.local_rank`, :func:`~lctools.rank.local_rank_bound` and
+  :func:`~lctools.rank.count_singular_values_above` alike).
 - ``noise_draws``: an integer ``>= 0``.
 - ``reduction``: ``"mean"``, ``"sum"`` or ``"none"`` (:func:`reduce` applies it).
 - learning rates and weight decays: finite numbers ``>= 0`` (or one per ensemble member).

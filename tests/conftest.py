@@ -1,6 +1,7 @@
 """Shared pieces of the notebook, notebook-format and book tests.
 
-Tests that take a ``notebook`` argument are run once per notebook listed in _toc.yml;
+Tests that take a ``notebook`` argument are run once per notebook listed in _toc.yml, tests
+that take a ``chapter`` argument once per chapter notebook (``book/NN_*.ipynb``);
 tests that take a ``book_page`` argument once per page (file) listed in _toc.yml.
 
 ``make test`` runs ``pytest -n 2 --dist loadfile --no-loadscope-reorder``: each test file
@@ -31,6 +32,9 @@ def pytest_generate_tests(metafunc):
     if "notebook" in metafunc.fixturenames:
         notebooks = sync_repo_url.toc_notebooks(ROOT)
         metafunc.parametrize("notebook", notebooks, ids=[p.stem for p in notebooks])
+    if "chapter" in metafunc.fixturenames:
+        chapters = sync_repo_url.toc_chapters(ROOT)
+        metafunc.parametrize("chapter", chapters, ids=[p.stem for p in chapters])
     if "book_page" in metafunc.fixturenames:
         pages = sync_repo_url.toc_pages(ROOT)
         metafunc.parametrize("book_page", pages, ids=[Path(p).name for p in pages])

@@ -228,7 +228,7 @@ _IMAGES = """async () => {
 
 
 def test_page_in_browser(browser, site, book_page):
-    notebooks = {str(p.relative_to(ROOT).with_suffix("")) for p in sync_repo_url.toc_notebooks(ROOT)}
+    notebooks = {str(p.relative_to(ROOT).with_suffix("")) for p in sync_repo_url.toc_chapters(ROOT)}
     chapter = book_page in notebooks
     page, context, errors, blocked, response = _open(browser, site, book_page)
     try:

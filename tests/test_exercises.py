@@ -72,7 +72,7 @@ def _questions(nb: dict) -> dict:
 def test_every_chapter_has_an_assignment():
     import sync_repo_url
 
-    chapters = sync_repo_url.toc_notebooks(ROOT)
+    chapters = sync_repo_url.toc_chapters(ROOT)
     expected = {"ch{}_{}".format(int(nb.stem[:2]), nb.stem[3:]) for nb in chapters}
     assert len(expected) == 6 and expected <= set(ASSIGNMENTS), sorted(expected - set(ASSIGNMENTS))
 
@@ -80,7 +80,7 @@ def test_every_chapter_has_an_assignment():
 def test_each_chapter_links_its_student_notebook_on_colab():
     import sync_repo_url
 
-    for nb_path in sync_repo_url.toc_notebooks(ROOT):
+    for nb_path in sync_repo_url.toc_chapters(ROOT):
         name = "ch{}_{}".format(int(nb_path.stem[:2]), nb_path.stem[3:])
         cells = [_source(c) for c in json.loads(nb_path.read_text())["cells"]
                  if _source(c).startswith("## Assignment")]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -35,12 +36,13 @@ INJECTED = {"MODE": "full", "SEED": 7}
 _PROBE = "__lctools_probe__"
 
 
-def _settings_cell(cells, after: int) -> int:
-    """Index of the settings cell: the first code cell after ``after`` that resolves MODE."""
+def _settings_cells(cells, after: int) -> list:
+    """The code cells after ``after`` up to the settings cell (the first that resolves MODE and
+    makes ``cfg``), so the execution note at the top of a chapter runs too."""
     for i in range(after + 1, len(cells)):
-        if cells[i].cell_type == "code" and "resolve_mode(MODE)" in cells[i].source:
-            return i
-    raise AssertionError("no settings cell (a code cell with resolve_mode(MODE)) after the parameters")
+        if cells[i].cell_type == "code" and re.search(r"^cfg = ", cells[i].source, re.M):
+            return [c for c in cells[after + 1 : i + 1] if c.cell_type == "code"]
+    raise AssertionError("no settings cell (a code cell that assigns cfg) after the parameters")
 
 
 def _injection_notebook(notebooks):
@@ -59,7 +61,7 @@ def _injection_notebook(notebooks):
         assert injected == params + 1, "papermill puts its cell right after the parameters cell"
         start = len(cells)
         cells.append(nbformat.v4.new_code_cell("%reset -f"))
-        cells += [nb.cells[params], nb.cells[injected], nb.cells[_settings_cell(nb.cells, injected)]]
+        cells += [nb.cells[params], nb.cells[injected], *_settings_cells(nb.cells, injected)]
         cells.append(nbformat.v4.new_code_cell(
             "import json as _json, torch as _torch\n"
             f"print({_PROBE!r}, _json.dumps(dict(MODE=MODE, SEED=SEED, seed=_torch.initial_seed(),"
@@ -78,7 +80,7 @@ def injected_runs():
 
     import sync_repo_url
 
-    notebooks = sync_repo_url.toc_notebooks(ROOT)
+    notebooks = sync_repo_url.toc_chapters(ROOT)
     nb, spans = _injection_notebook(notebooks)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LCTOOLS_MODE", "quick")  # the kernel inherits it; the injected MODE must win
@@ -90,14 +92,18 @@ def injected_runs():
 
 
 def test_papermill_finds_the_parameters(notebook):
+    import sync_repo_url
+
     papermill = pytest.importorskip("papermill")
     found = papermill.inspect_notebook(str(notebook))
-    assert {"MODE", "SEED"} <= set(found), f"{notebook.name}: parameters cell defines {sorted(found)}"
+    needed = {"MODE", "SEED"} if notebook in sync_repo_url.toc_chapters(ROOT) else {"MODE"}
+    assert needed <= set(found), f"{notebook.name}: parameters cell defines {sorted(found)}"
     assert found["MODE"]["default"] == "None"
 
 
 @pytest.mark.slow
-def test_injected_parameters_reach_the_settings(injected_runs, notebook):
+def test_injected_parameters_reach_the_settings(injected_runs, chapter):
+    notebook = chapter
     pytest.importorskip("papermill")
     segment = injected_runs[notebook.name]
     problems = execution_problems(segment)

@@ -116,6 +116,14 @@ def toc_notebooks(root: Path = ROOT) -> List[Path]:
     return out
 
 
+def toc_chapters(root: Path = ROOT) -> List[Path]:
+    """The chapter notebooks (``book/NN_name.ipynb``) listed in ``_toc.yml``, in book order.
+
+    Chapters follow the chapter conventions (a theorem box, exercises, an assignment, the
+    ``MODE``/``SEED`` parameters and a settings cell); other notebook pages need not."""
+    return [p for p in toc_notebooks(root) if re.match(r"\d\d_", p.name)]
+
+
 def exercise_notebooks(root: Path = ROOT) -> List[Path]:
     """The assignment notebooks, ``exercises/<name>/<name>.ipynb``, sorted by name."""
     return sorted(p for p in (root / "exercises").glob("*/*.ipynb") if p.stem == p.parent.name)
