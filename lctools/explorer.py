@@ -75,7 +75,7 @@ def export_network(model) -> dict:
     Parameters
     ----------
     model : torch.nn.Module
-        A ReLU or LeakyReLU MLP with 2 inputs (e.g. :class:`lctools.MLP`).
+        A ReLU or LeakyReLU MLP with 2 inputs (e.g. :class:`lctools.models.MLP`).
 
     Returns
     -------

@@ -25,7 +25,7 @@ os.environ.setdefault("LCTOOLS_MODE", "quick")
 
 
 def pytest_generate_tests(metafunc):
-    if not {"notebook", "book_page"} & set(metafunc.fixturenames):
+    if not {"notebook", "chapter", "book_page"} & set(metafunc.fixturenames):
         return
     import sync_repo_url  # only here: it needs the book's tools (nbformat), the package's tests do not
 
