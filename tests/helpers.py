@@ -4,7 +4,10 @@ Import with ``from helpers import random_mlp`` (pytest puts ``tests/`` on the pa
 """
 from __future__ import annotations
 
+import importlib
 import math
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -117,3 +120,18 @@ def unwritable_folder(kind, tmp_path, monkeypatch):
         monkeypatch.setattr(cache, "_write", full)
         return tmp_path / "c"
     raise AssertionError(kind)
+
+
+EXERCISES = Path(__file__).resolve().parents[1] / "exercises"
+
+
+def exercise_tools(*names):
+    """The modules ``exercises/<name>.py`` (``build``, ``grade``, ``sandbox``), imported with
+    ``exercises/`` on the path and without writing ``__pycache__`` under ``exercises/``."""
+    if str(EXERCISES) not in sys.path:
+        sys.path.insert(0, str(EXERCISES))
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        return tuple(importlib.import_module(name) for name in names)
+    finally:
+        sys.dont_write_bytecode = before

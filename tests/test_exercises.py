@@ -23,17 +23,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import exercise_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = ROOT / "exercises"
-sys.path.insert(0, str(EXERCISES))
-_dont_write = sys.dont_write_bytecode
-sys.dont_write_bytecode = True  # no __pycache__ under exercises/ (only dist/ and tmp dirs are written)
-import build  # noqa: E402
-import grade  # noqa: E402
-import sandbox  # noqa: E402
-
-sys.dont_write_bytecode = _dont_write
+build, grade, sandbox = exercise_tools("build", "grade", "sandbox")
 
 ASSIGNMENTS = build.assignments()
 

@@ -25,15 +25,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import exercise_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = ROOT / "exercises"
-sys.path.insert(0, str(EXERCISES))
-_dont_write = sys.dont_write_bytecode
-sys.dont_write_bytecode = True
-import build  # noqa: E402
-
-sys.dont_write_bytecode = _dont_write
+(build,) = exercise_tools("build")
 
 NAME = "ch1_linear_regions"
 

@@ -32,16 +32,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import exercise_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = ROOT / "exercises"
-sys.path.insert(0, str(EXERCISES))
-_dont_write = sys.dont_write_bytecode
-sys.dont_write_bytecode = True
-import build  # noqa: E402
-import grade  # noqa: E402
-
-sys.dont_write_bytecode = _dont_write
+build, grade = exercise_tools("build", "grade")
 
 NAME = "ch1_linear_regions"
 pytestmark = pytest.mark.slow
