@@ -161,7 +161,7 @@ def test_weight_decay_settings_are_the_reproduce_settings():
         weight_decay.load_data(weight_decay.settings("quick", task="moons"))
 
 
-def test_chapter5_calls_the_experiment():
+def test_weight_decay_chapter5_calls_the_experiment():
     """The chapter runs the sweep through the module and asserts through its claims; no copy
     of the sweep (per-run training, scipy's Spearman) is left in it."""
     import nbformat
