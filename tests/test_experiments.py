@@ -1,11 +1,14 @@
 """lctools.experiments: one definition per experiment, shared by chapters and reproduce."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from lctools import reproduce
 from lctools.cache import ResultsCache
-from lctools.experiments import Claims, Runner, member_series, mnist_dynamics, paper
+from lctools.experiments import Claims, Runner, member_series, mnist_dynamics, paper, weight_decay
 from lctools.experiments._shared import history_table
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -101,3 +104,262 @@ def test_paper_numbers_are_a_data_structure():
     assert {r["status"] for r in paper.RESULTS} <= {"reproduced", "different settings", "course version",
                                                      "not covered"}
     assert "PAPER.md" in paper.SOURCE
+
+
+# --------------------------------------------------------------------------- weight decay (chapter 5)
+
+WD_TINY = dict(n_train=64, widths=[8, 8], steps=40, lambdas=[0.1, 1.0], seeds=2)
+CHAPTER5 = Path(__file__).resolve().parents[1] / "book" / "05_representation_cost.ipynb"
+
+
+def _wd_summary(**changes):
+    s = dict(members=24, fit_intercept=20.2, fit_slope_per_log_inverse_lambda=3.7, fit_r2=0.96,
+             spearman_lc_vs_lambda=-0.98, spearman_cost_vs_lambda=-1.0, bounds_hold=1.0, max_cost_over_norm=0.61,
+             boundary_last_over_first=0.76, lc_last_over_first=0.52, min_accuracy=0.89)
+    s.update(changes)
+    return s
+
+
+@pytest.mark.parametrize("change, failing", [
+    ({}, None),
+    ({"spearman_lc_vs_lambda": -0.79}, "lower LC"),
+    ({"spearman_lc_vs_lambda": 0.5}, "lower LC"),
+    ({"fit_r2": 0.69}, "a + b log(1/lambda)"),
+    ({"fit_slope_per_log_inverse_lambda": -0.1}, "a + b log(1/lambda)"),
+    ({"fit_slope_per_log_inverse_lambda": 0.0}, "a + b log(1/lambda)"),
+    ({"spearman_cost_vs_lambda": -0.7}, "representation cost falls"),
+    ({"bounds_hold": 23 / 24}, "bounds hold"),
+    ({"bounds_hold": 0.0}, "bounds hold"),
+    ({"max_cost_over_norm": 0.8}, "unbalanced"),
+    ({"boundary_last_over_first": 0.52}, "boundary length per area falls less"),
+    ({"boundary_last_over_first": 0.4}, "boundary length per area falls less"),
+    ({"min_accuracy": 0.79}, "fits the training data"),
+])
+def test_weight_decay_claims_each_tolerance(change, failing):
+    claims = weight_decay.claims(_wd_summary(**change))
+    bad = [c.text for c in claims.items if not c.holds]
+    if failing is None:
+        assert bad == [] and len(claims.items) == 7
+        claims.check()
+    else:
+        assert len(bad) == 1 and failing in bad[0], bad
+        with pytest.raises(AssertionError, match="do not hold"):
+            claims.check()
+
+
+def test_weight_decay_settings_are_the_reproduce_settings():
+    q, f = weight_decay.settings("quick"), weight_decay.settings("full")
+    assert set(vars(q)) == set(vars(f)) and set(weight_decay.TRAINING) < set(vars(q))
+    np.testing.assert_array_equal(q.lambdas, np.logspace(-1.5, 0.5, 8).round(4))
+    spec = reproduce.FIGURES["weight-decay"]
+    assert spec.compute is weight_decay.compute and spec.claims is weight_decay.claims
+    for mode in ("quick", "full"):
+        assert vars(reproduce.figure_settings(spec, mode)) == vars(weight_decay.settings(mode, data_seed=0))
+    with pytest.raises(ValueError, match="no setting 'n_box'"):
+        weight_decay.settings("quick", n_box=100)
+    with pytest.raises(ValueError, match="task must be one of"):
+        weight_decay.load_data(weight_decay.settings("quick", task="moons"))
+
+
+def test_weight_decay_chapter5_calls_the_experiment():
+    """The chapter runs the sweep through the module and asserts through its claims; no copy
+    of the sweep (per-run training, scipy's Spearman) is left in it."""
+    import nbformat
+
+    code = "\n".join(c.source for c in nbformat.read(CHAPTER5, as_version=4).cells if c.cell_type == "code")
+    for needed in ("weight_decay.settings(MODE, data_seed=SEED)", "weight_decay.run(sweep, runner)",
+                   "weight_decay.claims(", "display(claims)", "claims.check()"):
+        assert needed in code, needed
+    for gone in ("cached_train(", "spearmanr", "np.logspace", "lstsq"):
+        assert gone not in code, gone
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("trained although the cache holds the ensemble")
+
+
+@pytest.mark.parametrize("first", ["chapter", "reproduce"])
+def test_weight_decay_one_cache_entry_for_chapter_and_reproduce(first, tmp_path, monkeypatch):
+    """The chapter's call (``weight_decay.run(weight_decay.settings(MODE, data_seed=SEED),
+    Runner(DEVICE))``) and ``reproduce weight-decay`` with the same settings share one
+    cache entry: whichever runs second trains nothing. The key holds the training settings
+    and CACHE_VERSION: another s re-measures without training, another CACHE_VERSION or
+    another number of steps trains."""
+    import lctools.cache
+
+    cache = ResultsCache(tmp_path / "cache")
+
+    def chapter():
+        return weight_decay.run(weight_decay.settings("quick", data_seed=0, **WD_TINY), Runner("cpu", cache))
+
+    def from_reproduce():
+        paths = reproduce.run("weight-decay", mode="quick", device="cpu", out=tmp_path / "out",
+                              overrides=WD_TINY, progress=False, cache=cache)
+        return json.loads(paths["json"].read_text())["summary"]
+
+    result = chapter() if first == "chapter" else None
+    summary = from_reproduce() if first == "reproduce" else None
+    assert len(cache) == 1
+    monkeypatch.setattr(lctools.cache, "train_ensemble", _no_training)
+    if first == "chapter":
+        summary = from_reproduce()
+    else:
+        result = chapter()
+    assert len(cache) == 1
+    # the same networks, measured the same way, through either entry point
+    assert json.loads(json.dumps(result.summary)) == summary
+    assert [r["lc"] for r in result.table] == _csv_column(tmp_path, "lc")
+    # evaluation settings are not part of the key
+    weight_decay.run(weight_decay.settings("quick", data_seed=0, s=0.1, noise_draws=1, **WD_TINY),
+                     Runner("cpu", cache))
+    # training settings and the cache version are
+    with pytest.raises(AssertionError, match="trained although"):
+        weight_decay.run(weight_decay.settings("quick", data_seed=0, **dict(WD_TINY, steps=41)), Runner("cpu", cache))
+    monkeypatch.setattr(lctools.cache, "CACHE_VERSION", lctools.cache.CACHE_VERSION + "-other")
+    with pytest.raises(AssertionError, match="trained although"):
+        chapter()
+
+
+def _csv_column(tmp_path, name):
+    import csv
+
+    with open(tmp_path / "out" / "weight-decay.csv") as fh:
+        return [float(row[name]) for row in csv.DictReader(fh)]
+
+
+@pytest.fixture(scope="module")
+def wd_tiny(tmp_path_factory):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = weight_decay.settings("quick", **WD_TINY)
+        yield weight_decay.run(cfg, Runner("cpu", tmp_path_factory.mktemp("wd") / "cache"))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_weight_decay_members_are_their_lambda_and_seed(wd_tiny):
+    """Member k of the ensemble is the network that per-run training gives for its
+    (lambda, seed): the same initial parameters, minibatches and AdamW updates."""
+    from lctools import MLP, training
+    from lctools.models import build_seeded
+
+    cfg, X, y = wd_tiny.cfg, wd_tiny.X, wd_tiny.y
+    assert [(r["weight_decay"], r["seed"]) for r in wd_tiny.table] == [(0.1, 0), (0.1, 1), (1.0, 0), (1.0, 1)]
+    for k in (1, 2):
+        row = wd_tiny.table[k]
+        net = build_seeded(lambda: MLP(2, cfg.widths, 2), row["seed"])
+        training.train(net, X, y, cfg.steps, lr=cfg.lr, weight_decay=row["weight_decay"], batch_size=cfg.batch_size,
+                       optimizer="adamw", seed=row["seed"], eval_steps=[cfg.steps], progress=False)
+        for a, b in zip(net.parameters(), wd_tiny.model(k).parameters()):
+            torch.testing.assert_close(b, a.detach(), rtol=1e-4, atol=1e-5)
+
+
+def _gradient_bound(net, s):
+    """C_bias * sum_l sum_i ||W_l[i, :]|| prod_{k<l} ||W_k||_op, from the weights."""
+    Ws = [m.weight.detach().double() for m in net if isinstance(m, torch.nn.Linear)][:-1]
+    G, op = 0.0, 1.0
+    for W in Ws:
+        G += float(W.norm(dim=1).sum()) * op
+        op *= float(torch.linalg.matrix_norm(W, ord=2))
+    return G / (s * np.sqrt(2 * np.pi))
+
+
+def test_weight_decay_records_what_it_says(wd_tiny):
+    """Every recorded quantity of two members against an independent computation on the
+    extracted network."""
+    import torch.nn.functional as F
+
+    import lctools
+    from lctools import regions
+    from lctools import representation as rep
+
+    cfg, X, y = wd_tiny.cfg, wd_tiny.X, wd_tiny.y
+    for k in (0, 3):
+        row = wd_tiny.table[k]
+        net = wd_tiny.ensemble.to_models()[k].eval()            # an independent copy
+        with torch.no_grad():
+            out = net(X)
+        assert row["accuracy"] == pytest.approx(float((out.argmax(1) == y).double().mean()))
+        assert row["loss"] == pytest.approx(float(F.cross_entropy(out, y)), rel=1e-5)
+        gen = torch.Generator().manual_seed(cfg.data_seed)
+        assert row["lc"] == pytest.approx(float(lctools.local_complexity(net, X, cfg.s, noise_draws=cfg.noise_draws,
+                                                                         generator=gen)), rel=1e-6)
+        norm = sum(float(p.detach().double().square().sum()) for p in net.parameters())
+        assert row["norm"] == pytest.approx(norm, rel=1e-6)
+        rc = rep.representation_cost(net)
+        assert row["cost"] == pytest.approx(rc.value, rel=1e-6) and row["cost"] < row["norm"]
+        balanced = rep.balance(net)
+        torch.testing.assert_close(balanced(X), out, rtol=1e-4, atol=1e-4)      # the same function
+        gen = torch.Generator().manual_seed(cfg.data_seed)
+        assert row["lc_balanced"] == pytest.approx(float(lctools.local_complexity(
+            balanced, X, cfg.s, noise_draws=cfg.noise_draws, generator=gen)), rel=1e-4)
+        assert row["lc_bound_gradients"] == pytest.approx(_gradient_bound(net, cfg.s), rel=1e-9)
+        assert row["lc_balanced_bound_gradients"] == pytest.approx(_gradient_bound(balanced, cfg.s), rel=1e-6)
+        assert row["bounds_hold"] and row["lc"] <= row["lc_bound_gradients"] <= row["lc_bound_norm"]
+        P = regions.partition2d(net, (-1, 1, -1, 1))
+        assert row["boundary_per_area"] == pytest.approx(P.boundary_length / 4.0, rel=1e-9)
+        assert row["regions"] == P.num_regions == wd_tiny.partition(k).num_regions
+
+
+def test_weight_decay_summary_against_numpy_and_scipy(wd_tiny):
+    stats = pytest.importorskip("scipy.stats")
+    rows, s = wd_tiny.table, wd_tiny.summary
+    lam = np.array([r["weight_decay"] for r in rows])
+    lc = np.array([r["lc"] for r in rows])
+    slope, intercept = np.polyfit(np.log(1 / lam), lc, 1)
+    assert (s["fit_slope_per_log_inverse_lambda"], s["fit_intercept"]) == pytest.approx((slope, intercept))
+    assert s["fit_r2"] == pytest.approx(np.corrcoef(np.log(1 / lam), lc)[0, 1] ** 2)
+    for p in s["per_lambda"]:
+        mine = [r for r in rows if r["weight_decay"] == p["weight_decay"]]
+        for key in weight_decay.AVERAGED:
+            assert p[key] == pytest.approx(np.mean([r[key] for r in mine]))
+    # a table with more lambdas, where ranks matter: numbers made up
+    table = [dict(rows[0], weight_decay=v, seed=j, lc=30 - 3 * i + j + (i == 2) * 5, cost=100 / (i + 1) + j,
+                  boundary_per_area=20 - i)
+             for i, v in enumerate([0.01, 0.1, 1.0, 3.0, 10.0]) for j in range(2)]
+    t = weight_decay.summarize(table)
+    means = [np.mean([r["lc"] for r in table if r["weight_decay"] == v]) for v in (0.01, 0.1, 1.0, 3.0, 10.0)]
+    assert t["spearman_lc_vs_lambda"] == pytest.approx(stats.spearmanr([0.01, 0.1, 1.0, 3.0, 10.0], means)[0])
+    assert t["lc_last_over_first"] == pytest.approx(means[-1] / means[0])
+    assert t["boundary_last_over_first"] == pytest.approx(16 / 20)
+
+
+class _Bound:
+    """A stand-in for lctools.representation.LCNormBound with chosen numbers."""
+
+    def __init__(self, by_gradients=10.0, by_norm=20.0, c_bias=1.0, cost_sqrt_sum=None, by_cost=None):
+        self.by_gradients, self.by_norm, self.c_bias = by_gradients, by_norm, c_bias
+        self.cost_sqrt_sum, self.by_cost = cost_sqrt_sum, by_cost
+        self.cost, self.balanced = (None, False) if by_cost is None else (1.0, True)
+
+
+@pytest.mark.parametrize("lc, bound, holds", [
+    (5.0, _Bound(), True),
+    (10.0, _Bound(), True),                                       # equality
+    (10.1, _Bound(), False),                                      # LC_s > C_bias G
+    (5.0, _Bound(by_gradients=21.0), False),                      # C_bias G > the norm bound
+    (5.0, _Bound(cost_sqrt_sum=12.0, by_cost=13.0), True),        # part 3: 10 <= 12 <= 13
+    (5.0, _Bound(cost_sqrt_sum=9.0, by_cost=13.0), False),        # C_bias G > C_bias sum sqrt(R_i / 2)
+    (5.0, _Bound(cost_sqrt_sum=12.0, by_cost=11.0), False),       # ... > C_bias sqrt(n_1 R_hat / 2)
+])
+def test_weight_decay_bound_check_fails_on_each_violation(monkeypatch, lc, bound, holds):
+    monkeypatch.setattr(weight_decay.rep, "lc_norm_bound", lambda model, s: bound)
+    monkeypatch.setattr(weight_decay, "local_complexity", lambda *a, **k: torch.tensor(lc, dtype=torch.float64))
+    out = weight_decay.lc_and_bounds(None, None, weight_decay.settings("quick"))
+    assert out["holds"] is holds and out["lc"] == lc
+
+
+@pytest.mark.parametrize("widths", [[8], [8, 6], [6, 6, 6]])
+def test_weight_decay_bound_check_holds_on_networks_and_balanced(widths):
+    """The proposition (a theorem) on random networks and their balanced versions, part 3
+    included for one hidden layer."""
+    from lctools import MLP, data
+    from lctools import representation as rep
+
+    X = data.two_moons(128, seed=1)[0]
+    cfg = weight_decay.settings("quick")
+    for seed in range(3):
+        net = MLP(2, widths, 2, seed=seed)
+        for m in (net, rep.balance(net)):
+            assert weight_decay.lc_and_bounds(m, X, cfg)["holds"]

@@ -230,7 +230,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_figures_on_cuda(tmp_path):
-    small = {"weight-decay": dict(steps=200, lambdas=[0.1, 1.0], seeds=2, n_box=2000),
+    small = {"weight-decay": dict(steps=200, lambdas=[0.1, 1.0], seeds=2, noise_draws=1),
              "lc-estimate": dict(sigmas=[0.1, 0.3], exact_draws=8, n_points=2000)}
     for name, overrides in small.items():
         paths = reproduce.run(name, device="cuda", out=tmp_path, overrides=overrides, progress=False,
