@@ -8,8 +8,9 @@ import torch
 
 from lctools import reproduce
 from lctools.cache import ResultsCache
-from lctools.experiments import Claims, Runner, member_series, mnist_dynamics, paper, weight_decay
+from lctools.experiments import Claims, Runner, local_rank, member_series, mnist_dynamics, paper, weight_decay
 from lctools.experiments._shared import history_table
+from lctools.training import History
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -363,3 +364,184 @@ def test_weight_decay_bound_check_holds_on_networks_and_balanced(widths):
         net = MLP(2, widths, 2, seed=seed)
         for m in (net, rep.balance(net)):
             assert weight_decay.lc_and_bounds(m, X, cfg)["holds"]
+# --------------------------------------------------------------------------- local-rank (chapter 3)
+
+LR_TINY = dict(n_train=120, widths=[16, 16], steps=40, seeds=2, n_eval=24, num_evals=5)
+
+
+def _lr_seed(seed, **changes):
+    """One seed's summary numbers, as in a passing quick run (the numbers of chapter 3)."""
+    p = dict(seed=seed, final_accuracy=0.98, fitted=True, fit_index=10, fit_step=16,
+             local_rank_init=[100.0, 95.0, 82.0, 62.0], local_rank_end=[100.0, 30.0, 8.0, 4.8],
+             first_rank_min=100.0, lc_init=510.0, lc_at_fit=310.0, lc_end=175.0, chain_worst_ratio=1.0,
+             late_points=14, late_spearman=0.99)
+    p.update(changes)
+    return p
+
+
+def _lr_summary(changes=None, seed_index=0, top=None):
+    per_seed = [_lr_seed(s, **(changes if s == seed_index else {})) for s in range(3)]
+    return {**dict(intrinsic_dim=5, first_width=100, per_seed=per_seed, late_phase_spearman=0.99),
+            **(top or {})}
+
+
+LR_CASES = [  # (changes of one seed, changes of the summary, the claims that must fail)
+    ({}, {}, set()),
+    ({"final_accuracy": 0.89}, {}, {"fits"}),
+    ({"fitted": False, "fit_index": None}, {}, {"fits", "keeps falling"}),
+    ({"first_rank_min": 94.9}, {}, {"layer 1 keeps"}),
+    ({"local_rank_end": [100.0, 30.0, 8.0, 10.1]}, {}, {"deepest layer"}),           # > 2k
+    ({"local_rank_init": [100.0, 95.0, 82.0, 19.0],                                 # > 0.25 x init,
+      "local_rank_end": [100.0, 18.0, 8.0, 4.8]}, {}, {"deepest layer"}),          # but <= 2k
+    ({"local_rank_end": [100.0, 95.0, 8.0, 4.8]}, {}, {"every deeper layer"}),     # layer 2 keeps its rank
+    ({"local_rank_end": [100.0, 30.0, 83.0, 4.8]}, {}, {"every deeper layer"}),    # layer 3 gains
+    ({"lc_init": 280.0}, {}, {"LC falls"}),                                        # 175 > 0.6 x 280
+    ({"lc_at_fit": 190.0}, {}, {"keeps falling"}),                                 # 175 > 0.9 x 190
+    ({"chain_worst_ratio": 1.001}, {}, {"proposition holds"}),
+    ({}, {"late_phase_spearman": 0.49}, {"across seeds"}),
+    ({}, {"late_phase_spearman": None}, {"across seeds"}),
+    ({"late_spearman": 0.29}, {}, {"within every seed"}),
+    ({"late_spearman": None, "late_points": 2}, {}, {"within every seed"}),
+]
+
+
+@pytest.mark.parametrize("seed_index", [0, 2])
+@pytest.mark.parametrize("changes, top, failing", LR_CASES)
+def test_local_rank_claims_fail_for_any_seed_that_breaks_them(changes, top, failing, seed_index):
+    """Each claim of chapter 3 is about every seed: one seed that breaks it (the first or the
+    last) makes it fail, and only the claims it breaks."""
+    claims = local_rank.claims(_lr_summary(changes, seed_index, top))
+    bad = [c.text for c in claims.items if not c.holds]
+    assert {f for f in failing if any(f in b for b in bad)} == failing and len(bad) == len(failing), bad
+    if failing:
+        with pytest.raises(AssertionError):
+            claims.check()
+    else:
+        claims.check()
+
+
+@pytest.mark.parametrize("changes", [
+    dict(final_accuracy=0.9), dict(first_rank_min=95.0), dict(chain_worst_ratio=1 + 1e-10),
+    dict(late_spearman=0.3), dict(lc_init=500.0, lc_end=300.0, lc_at_fit=400.0),
+    dict(lc_at_fit=200.0, lc_end=180.0), dict(local_rank_init=[100.0, 95.0, 82.0, 40.0],
+                                                  local_rank_end=[100.0, 30.0, 8.0, 10.0]),
+])
+def test_local_rank_claims_tolerances_are_inclusive(changes):
+    """A seed exactly at a claim's tolerance passes it."""
+    local_rank.claims(_lr_summary(changes)).check()
+
+
+def _history(seed, acc, rank_L, lc_total, L=3, break_chain_at=None):
+    """A History as local_rank.run returns it: acc, and every term of CHAIN per layer; LC is
+    spread evenly over the layers, each term of the chain twice the one before."""
+    E = len(acc)
+    lc = np.repeat(np.asarray(lc_total, float)[:, None] / L, L, axis=1)
+    metrics = {"acc": np.asarray(acc, float), "lc": lc}
+    for j, name in enumerate(local_rank.INEQUALITIES[1:], start=1):
+        metrics[name] = lc * 2.0 ** j
+    if break_chain_at is not None:
+        metrics["frobenius_term"][break_chain_at] = metrics["row_norm_term"][break_chain_at] * 0.99
+    rank = np.tile([100.0, 60.0, 0.0], (E, 1))
+    rank[:, -1] = rank_L
+    metrics.update(local_rank=rank, generic_bound=metrics["bound"] * 3, sigma_max=np.ones((E, L)))
+    return History(np.arange(E) * 10, np.zeros(E), metrics, dict(seed=seed))
+
+
+def test_local_rank_summary_against_an_independent_computation():
+    from scipy.stats import spearmanr
+
+    cfg = local_rank.settings("quick", widths=[200, 200, 200])
+    acc = [0.1, 0.5, 0.95, 0.97, 0.98, 0.99, 0.99]
+    rng = np.random.default_rng(0)
+    ranks = [np.sort(rng.uniform(4, 60, 7))[::-1] for _ in range(2)]
+    lcs = [np.sort(rng.uniform(150, 500, 7))[::-1] + rng.normal(0, 30, 7) for _ in range(2)]
+    hists = [_history(0, acc, ranks[0], lcs[0]), _history(1, [0.1] * 3 + [0.92] * 4, ranks[1], lcs[1],
+                                                           break_chain_at=5)]
+    s = json.loads(json.dumps(local_rank.summarize(hists, cfg)))   # as reproduce writes it
+    a, b = s["per_seed"]
+    assert (a["fit_index"], a["fit_step"], b["fit_index"], b["fit_step"]) == (2, 20, 3, 30)
+    assert a["late_spearman"] == pytest.approx(spearmanr(ranks[0][2:], lcs[0][2:])[0])
+    assert b["late_spearman"] == pytest.approx(spearmanr(ranks[1][3:], lcs[1][3:])[0])
+    pooled = spearmanr(np.r_[ranks[0][2:], ranks[1][3:]], np.r_[lcs[0][2:], lcs[1][3:]])[0]
+    assert s["late_phase_spearman"] == pytest.approx(pooled)
+    assert a["lc_init"] == pytest.approx(lcs[0][0]) and a["lc_at_fit"] == pytest.approx(lcs[0][2])
+    assert a["chain_worst_ratio"] == pytest.approx(0.5) and b["chain_worst_ratio"] == pytest.approx(1 / 0.99)
+    assert s["first_width"] == 100 and s["intrinsic_dim"] == 5
+    # the means over seeds (read by the paper page)
+    assert s["lc_end"] == pytest.approx((lcs[0][-1] + lcs[1][-1]) / 2)
+    assert s["local_rank_end"] == pytest.approx([100.0, 60.0, (ranks[0][-1] + ranks[1][-1]) / 2])
+    assert s["final_accuracy"] == [0.99, 0.92]
+    failing = [c.text for c in local_rank.claims(s).items if not c.holds]
+    assert any("proposition" in t for t in failing)
+    # a network that never fits has no late phase
+    never = local_rank.summarize([_history(0, [0.1] * 7, ranks[0], lcs[0])], cfg)
+    p = never["per_seed"][0]
+    assert not p["fitted"] and p["late_spearman"] is None and never["late_phase_spearman"] is None
+
+
+def test_local_rank_settings_and_their_checks():
+    q, f = local_rank.settings("quick"), local_rank.settings("full")
+    assert set(vars(q)) == set(vars(f)) and (q.steps, q.seeds, f.steps, f.seeds) == (1_500, 3, 50_000, 6)
+    # the chapter's call and reproduce's give the same settings, hence the same cache key
+    for mode in ("quick", "full"):
+        spec = reproduce.FIGURES["local-rank"]
+        assert vars(reproduce.figure_settings(spec, mode)) == vars(local_rank.settings(mode, data_seed=0))
+    with pytest.raises(ValueError, match="no setting 'stepz'"):
+        local_rank.settings("quick", stepz=3)
+    with pytest.raises(ValueError, match="'loss' of figure 'local-rank' expects a str"):
+        reproduce.figure_settings(reproduce.FIGURES["local-rank"], "quick", dict(loss=3))
+    for bad, message in ((dict(n_eval=2_000), "n_eval must be between 1 and n_train"),
+                         (dict(k=101), "k must be between 1 and dim"), (dict(k=0), "k must be"),
+                         (dict(num_evals=1), "num_evals must be >= 2")):
+        with pytest.raises(ValueError, match=message):
+            local_rank.run(local_rank.settings("quick", **bad), Runner("cpu", ResultsCache(enabled=False)))
+
+
+@pytest.mark.parametrize("first", ["chapter", "reproduce"])
+def test_local_rank_one_cache_entry_for_chapter_and_reproduce(first, tmp_path, monkeypatch):
+    """Chapter 3 (local_rank.run) and `reproduce local-rank` with the same settings share one
+    cache entry: whichever runs second loads it, and trains nothing."""
+    import lctools.cache
+
+    cache = ResultsCache(tmp_path / "cache")
+    cfg = local_rank.settings("quick", **LR_TINY)
+
+    def chapter():
+        return json.loads(json.dumps(local_rank.run(cfg, Runner("cpu", cache)).summary))
+
+    def via_reproduce():
+        paths = reproduce.run("local-rank", mode="quick", device="cpu", out=tmp_path / "out", overrides=LR_TINY,
+                              progress=False, cache=cache)
+        return json.loads(paths["json"].read_text())["summary"]
+
+    calls = [chapter, via_reproduce] if first == "chapter" else [via_reproduce, chapter]
+    one = calls[0]()
+    assert len(cache) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again instead of loading the cache entry")
+
+    monkeypatch.setattr(lctools.cache, "train_ensemble", no_training)
+    two = calls[1]()
+    assert len(cache) == 1 and one == two
+
+
+def test_local_rank_result_members_and_records(tmp_path):
+    """The recorded chain is local_rank_bound of each member, at initialisation (the member
+    rebuilt from its seed) and at the end (the trained member)."""
+    from lctools.rank import local_rank_bound
+
+    cfg = local_rank.settings("quick", **LR_TINY)
+    result = local_rank.run(cfg, Runner("cpu", tmp_path / "c"))
+    assert result.seeds == [0, 1] and result.stacked("lc").shape == (2, len(result.steps), 2)
+    for k in range(2):
+        h = result.histories[k]
+        for i, net in ((0, result.initial_model(k)), (-1, result.model(k))):
+            rb = local_rank_bound(net, result.data.x_eval, cfg.sigma, cfg.eps)
+            for name in local_rank.CHAIN:
+                np.testing.assert_allclose(h[name][i], getattr(rb, name).numpy(), rtol=1e-6)
+    steps, lc = member_series(result.table, "lc")
+    np.testing.assert_array_equal(steps, result.steps)
+    np.testing.assert_allclose(lc, result.stacked("lc"))
+    _, gb = member_series(result.table, "generic_bound")             # not mixed up with "bound"
+    np.testing.assert_allclose(gb, result.stacked("generic_bound"))
