@@ -28,6 +28,11 @@ Guarantees:
   filesystem, ``LCTOOLS_CACHE`` naming a file, a failed move) a :class:`CacheWarning` says
   so and the value is returned all the same; temporary files of killed writers are removed
   (:meth:`ResultsCache.remove_orphans`);
+- one computation per entry at a time: a process that misses an entry computes it under a
+  lock (:meth:`ResultsCache.computing`); another process
+  that asks for the same entry meanwhile waits, then loads what the first stored (two
+  notebooks, or a notebook and ``python -m lctools.reproduce``, never train the same run
+  twice at once);
 - training checkpoints are read as data only (``torch.load(weights_only=True)``), and
   Ctrl-C during a checkpointed ensemble run saves the state and raises
   :class:`TrainingInterrupted` ("interrupted at step X of Y; run again to resume").
@@ -47,10 +52,12 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torch import nn
 
 from . import training
@@ -255,17 +262,45 @@ class ResultsCache:
                 _remove(entry)  # stale or corrupt entry in the way
         raise OSError(f"could not move the new cache entry into place at {entry}.")
 
+    @contextmanager
+    def computing(self, config: Mapping) -> Iterator[None]:
+        """Hold the lock of ``config``'s entry while computing it: another process that
+        enters ``computing`` for the same entry waits until this one leaves (and should then
+        :meth:`load` before computing).  The lock is a file ``<temp dir>/lctools-locks/<key>.lock``
+        (package ``filelock``: an OS lock, released when the process ends, even when it is
+        killed), so processes on one machine share it and the cache folder holds entries
+        only.  Does nothing when caching is disabled or no lock file can be made."""
+        lock = None
+        if self.enabled:
+            folder = Path(tempfile.gettempdir()) / "lctools-locks"
+            try:
+                folder.mkdir(exist_ok=True)
+                lock = FileLock(str(folder / f"{self.key(config)}.lock"))
+            except OSError:  # no writable temporary folder: compute without the lock
+                lock = None
+        with lock if lock is not None else nullcontext():
+            yield
+
     def get_or_compute(self, config: Mapping, compute: Callable[[], Mapping]) -> Any:
         """The stored result of ``config`` if a valid entry exists; otherwise ``compute()``
         (a dict of JSON-like values, numpy arrays or tensors), stored atomically.  Returns
-        the JSON round-trip of the result, so a miss and a later hit give equal values."""
+        the JSON round-trip of the result, so a miss and a later hit give equal values.
+        A miss computes under :meth:`computing`: a second process asking meanwhile waits and
+        loads."""
         hit = self.load(config)
         if hit is not None:
             return hit[0]
-        result = compute()
+        with self.computing(config):
+            hit = self.load(config)  # stored by another process while this one waited
+            if hit is not None:
+                return hit[0]
+            return self.store(config, self._checked(compute()))
+
+    @staticmethod
+    def _checked(result):
         if not isinstance(result, Mapping):
             raise ValueError(f"compute() must return a dict, got {type(result).__name__}.")
-        return self.store(config, result)
+        return result
 
     # -- maintenance
     def _entries(self):
@@ -380,16 +415,25 @@ def cached_train(
         raise ValueError(f"build_model() must return a torch.nn.Module, got {type(model).__name__}.")
     full = _train_key("lctools.cached_train", config, X, y, sorted(metrics), train_kwargs, model)
 
-    hit = cache.load(full)
-    if hit is not None and hit[1] is not None:
+    def loaded():
+        hit = cache.load(full)
+        if hit is None or hit[1] is None:
+            return None
         model.load_state_dict(hit[1], strict=True)
         if train_kwargs.get("device") is not None:
             model.to(train_kwargs["device"])
         model.train()  # as train() leaves it
         return model, training.History.from_dict(hit[0]["history"])
 
-    history = training.train(model, X, y, metrics=metrics, **train_kwargs)
-    result = cache.store(full, {"history": history.to_dict()}, state_dict=model.state_dict())
+    found = loaded()
+    if found is not None:
+        return found
+    with cache.computing(full):  # another process training the same run: wait, then load
+        found = loaded()
+        if found is not None:
+            return found
+        history = training.train(model, X, y, metrics=metrics, **train_kwargs)
+        result = cache.store(full, {"history": history.to_dict()}, state_dict=model.state_dict())
     return model, training.History.from_dict(result["history"])
 
 
@@ -434,22 +478,32 @@ def cached_train_ensemble(
     full = _train_key("lctools.cached_train_ensemble", config, X, y, metric_names, dict(train_kwargs, seeds=seeds),
                       ensemble)
 
-    hit = cache.load(full)
-    if hit is not None and hit[1] is not None:
+    def loaded():
+        hit = cache.load(full)
+        if hit is None or hit[1] is None:
+            return None
         try:
             ensemble.load_state_dict(hit[1], strict=True)
         except RuntimeError as exc:  # stored by an lctools with another parameter layout
             warnings.warn(f"cache entry {cache.key(full)[:12]} does not fit this Ensemble ({exc}); retraining.",
                           CacheWarning)
-        else:
-            if train_kwargs.get("device") is not None:
-                ensemble.to(train_kwargs["device"])
-            return ensemble, [training.History.from_dict(h) for h in hit[0]["histories"]]
+            return None
+        if train_kwargs.get("device") is not None:
+            ensemble.to(train_kwargs["device"])
+        return ensemble, [training.History.from_dict(h) for h in hit[0]["histories"]]
 
-    checkpoint = cache.root / "checkpoints" / f"{cache.key(full)}.pt" if cache.writable() else None
-    histories = train_ensemble(ensemble, X, y, metrics=metrics, batched_metrics=batched_metrics, seeds=seeds,
-                               checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, **train_kwargs)
-    result = cache.store(full, {"histories": [h.to_dict() for h in histories]}, state_dict=ensemble.state_dict())
-    if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)
+    found = loaded()
+    if found is not None:
+        return found
+    with cache.computing(full):  # another process training the same run: wait, then load
+        found = loaded()
+        if found is not None:
+            return found
+        checkpoint = cache.root / "checkpoints" / f"{cache.key(full)}.pt" if cache.writable() else None
+        histories = train_ensemble(ensemble, X, y, metrics=metrics, batched_metrics=batched_metrics, seeds=seeds,
+                                   checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, **train_kwargs)
+        result = cache.store(full, {"histories": [h.to_dict() for h in histories]},
+                             state_dict=ensemble.state_dict())
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
     return ensemble, [training.History.from_dict(h) for h in result["histories"]]

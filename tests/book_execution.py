@@ -1,10 +1,24 @@
 """The book build that the tests run, and the checks of the notebooks it executed.
 
-Each notebook of the book is executed once per test run: by the strict book build
-(QuantEcon's pattern: the build's execution *is* the notebook test). The build writes every
-executed notebook to ``<out>/_build/jupyter_execute/<page>.ipynb``; :func:`execution_problems`
-reads one of them and lists every cell that raised (a failing ``assert`` of a chapter is an
-``AssertionError`` output there) or was not executed (execution stops at the first error).
+Each notebook of the book is executed once per test run, for the strict book build
+(QuantEcon's pattern: the build's execution *is* the notebook test). MyST-NB executes
+notebooks one after the other; to use both cores, :func:`build_book` first executes the
+book's ``.ipynb`` notebooks two at a time, exactly as MyST-NB's ``cache`` mode does
+(jupyter-cache's ``single_nb_execution`` in the notebook's folder, this book's timeout,
+errors not allowed), and stores each notebook that ran without an error in the build's own
+execution cache (``<out>/_build/.jupyter_cache``), where the build then finds it, and as
+``<out>/executed/<page>.ipynb``. (On a cache hit MyST-NB renders the cached outputs but
+writes the *unexecuted* notebook to ``_build/jupyter_execute``; the copy under
+``executed/`` is what the tests read.) A notebook that failed is not stored: the build
+executes it again and fails on it as it always did, and its executed copy, with the error,
+is the build's.
+Notebooks run in book order, two at a time; later chapters load runs that earlier ones
+trained (through the results cache, whose lock makes a notebook that asks for a run being
+trained wait for it rather than train it twice).
+
+:func:`execution_problems` reads an executed copy (:func:`executed_notebook`) and lists every cell that raised (a failing
+``assert`` of a chapter is an ``AssertionError`` output there) or was not executed
+(execution stops at the first error).
 
 The tests build into their own output folder (``jupyter-book build --path-output``), with
 their own execution cache and results cache inside it, so the reader's ``_build/html``,
@@ -35,14 +49,21 @@ def jupyter_book() -> str:
 
 
 def build_book(
-    source: Path, out: Path, env: Optional[Mapping[str, str]] = None, timeout: float = 3 * 3600
+    source: Path,
+    out: Path,
+    env: Optional[Mapping[str, str]] = None,
+    timeout: float = 3 * 3600,
+    workers: int = 2,
 ) -> Tuple[int, str, float]:
     """Run the book command on ``source`` with ``--path-output out`` from an empty ``out``.
 
     ``out`` is deleted first, so its execution cache is empty and every notebook executes.
     The results cache of lctools (``LCTOOLS_CACHE``) is set to ``out/lctools-cache`` (fresh
-    too). Returns ``(returncode, combined stdout and stderr, seconds)``; the output is also
-    written to ``out/book-build.log``.
+    too). With ``workers > 1`` the ``.ipynb`` pages are first executed ``workers`` at a time
+    into the build's execution cache (module docstring); ``workers=1`` leaves all execution
+    to the build. Returns ``(returncode, combined output, seconds)``: the output holds the
+    parallel execution's log lines (``<path>: Executed notebook in <s> seconds``, as the
+    build writes them) and then the build's; it is also written to ``out/book-build.log``.
     """
     out = Path(out)
     shutil.rmtree(out, ignore_errors=True)
@@ -50,8 +71,20 @@ def build_book(
     run_env = dict(os.environ if env is None else env)
     run_env.setdefault("LCTOOLS_MODE", "quick")
     run_env["LCTOOLS_CACHE"] = str(out / "lctools-cache")
-    command = [jupyter_book(), *BOOK_COMMAND[1:-1], "--path-output", str(out), BOOK_COMMAND[-1]]
     start = time.perf_counter()
+    logs = []
+    if workers > 1:
+        import sync_repo_url  # tools/ (on sys.path in the tests): the book's notebooks, in order
+
+        notebooks = [str(p) for p in sync_repo_url.toc_notebooks(Path(source))]
+        threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one core per notebook
+        proc = subprocess.run(
+            [sys.executable, __file__, str(out), str(source), str(workers), *notebooks],
+            env={**run_env, **threads}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            timeout=timeout,
+        )
+        logs.append(proc.stdout)
+    command = [jupyter_book(), *BOOK_COMMAND[1:-1], "--path-output", str(out), BOOK_COMMAND[-1]]
     proc = subprocess.run(
         command,
         cwd=source,
@@ -62,23 +95,84 @@ def build_book(
         timeout=timeout,
     )
     seconds = time.perf_counter() - start
-    (out / "book-build.log").write_text(proc.stdout, encoding="utf-8")
-    return proc.returncode, proc.stdout, seconds
+    output = "".join(logs) + proc.stdout
+    (out / "book-build.log").write_text(output, encoding="utf-8")
+    return proc.returncode, output, seconds
+
+
+def _execute(path: str, timeout: Optional[int]):
+    """Execute one notebook as MyST-NB's cache mode does (in its folder, errors stop it)."""
+    import nbformat
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    nb = nbformat.read(path, as_version=4)
+    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False,
+                                 meta_override=True)
+    return nbformat.writes(result.nb), result.time, result.exc_string
+
+
+def execute_into_cache(out: Path, source: Path, notebooks: List[str], workers: int) -> int:
+    """Execute ``notebooks`` ``workers`` at a time, in order, and store each one that ran
+    without an error in the build's jupyter-cache ``out/_build/.jupyter_cache`` (as MyST-NB's
+    cache mode stores it) and as ``out/executed/<page>.ipynb``. Prints one log line per
+    notebook; returns the number that failed."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import nbformat
+    import yaml
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    config = yaml.safe_load((Path(source) / "_config.yml").read_text(encoding="utf-8")) or {}
+    execute = config.get("execute") or {}
+    if execute.get("execute_notebooks", "auto") != "cache" or execute.get("run_in_temp", False) \
+            or execute.get("allow_errors", False):
+        print("book_execution: the book does not execute in cache mode, in place, errors not allowed: "
+              "the build executes every notebook itself", flush=True)
+        return 0
+    timeout = execute.get("timeout", 30)
+    cache = get_cache(str(Path(out) / "_build" / ".jupyter_cache"))
+    failed = 0
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        jobs = [(path, pool.submit(_execute, path, timeout)) for path in notebooks]
+        for path, job in jobs:  # stored in book order, one writer for the cache database
+            text, seconds, error = job.result()
+            if error is not None:
+                failed += 1
+                print(f"{path}: Executing notebook failed (the build executes it again):\n{error}", flush=True)
+                continue
+            copy = Path(out) / "executed" / Path(path).resolve().relative_to(Path(source).resolve())
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(text, encoding="utf-8")
+            stage = cache.add_nb_to_project(path)
+            cache.cache_notebook_bundle(CacheBundleIn(nbformat.reads(text, as_version=4), stage.uri,
+                                                      data={"execution_seconds": seconds}),
+                                        check_validity=False, overwrite=True)
+            print(f"{path}: Executed notebook in {seconds:.2f} seconds [{workers} at a time]", flush=True)
+    return failed
 
 
 def executed_notebook(out: Path, source: Path, notebook: Path) -> Path:
-    """Where the build with ``--path-output out`` wrote the executed copy of ``notebook``."""
+    """The executed copy of ``notebook`` from :func:`build_book` with output folder ``out``:
+    the parallel execution's copy, else the one the build executed itself."""
     page = Path(notebook).resolve().relative_to(Path(source).resolve())
-    return Path(out) / "_build" / "jupyter_execute" / page
+    parallel = Path(out) / "executed" / page
+    return parallel if parallel.is_file() else Path(out) / "_build" / "jupyter_execute" / page
 
 
 def execution_seconds(log: str) -> Dict[str, float]:
     """``{notebook file name: seconds}`` from the build log's "Executed notebook in" lines."""
-    out = {}
+    return {name: seconds[-1] for name, seconds in executions(log).items()}
+
+
+def executions(log: str) -> Dict[str, List[float]]:
+    """``{notebook file name: [seconds of each execution]}`` from the build log (one entry
+    per "Executed notebook in" line: a notebook executed twice has two)."""
+    out: Dict[str, List[float]] = {}
     for line in _ANSI.sub("", log).splitlines():
         m = _EXECUTED.search(line)
         if m:
-            out[Path(m["path"]).name] = float(m["seconds"])
+            out.setdefault(Path(m["path"]).name, []).append(float(m["seconds"]))
     return out
 
 
@@ -118,3 +212,8 @@ def banner_modes(nb) -> List[str]:
             html = "".join(html) if isinstance(html, list) else html
             modes += re.findall(r'data-lctools-mode="(\w+)"', html)
     return modes
+
+
+if __name__ == "__main__":  # build_book's parallel execution: CACHE SOURCE WORKERS NOTEBOOK...
+    _out, _source_dir, _workers, *_notebooks = sys.argv[1:]
+    execute_into_cache(Path(_out), Path(_source_dir), _notebooks, int(_workers))

@@ -6,9 +6,9 @@ run once per test session (module fixture) with ``--path-output _build/test``: t
 build into their own folder, with their own execution cache (emptied first, so every
 notebook is executed, in quick mode as LCTOOLS_MODE defaults to quick under pytest) and
 their own results cache. The reader's ``_build/html`` and ``_build/.jupyter_cache`` are never
-touched. This build is the only execution of the notebooks in a test run; the executed
-copies it writes (``_build/test/_build/jupyter_execute/book/*.ipynb``) are checked for
-cells that raised (a chapter's failing ``assert``) or did not run.
+touched. This build is the only execution of the notebooks in a test run (two at a time,
+tests/book_execution.py); the executed copies (``_build/test/executed/book/*.ipynb``) are
+checked for cells that raised (a chapter's failing ``assert``) or did not run.
 
 The browser checks use Playwright's Python package driving the system Chromium
 (``/usr/bin/chromium``, Debian packages ``chromium`` and ``chromium-driver``; another
@@ -46,6 +46,7 @@ from book_execution import (  # tests/book_execution.py
     executed_notebook,
     execution_problems,
     execution_seconds,
+    executions,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +115,8 @@ def test_notebook_ran_without_errors(book_build, notebook, record_property):
     problems = execution_problems(executed)
     assert not problems, f"{notebook.name} (executed copy: {path}):\n" + "\n".join(problems)
     assert seconds is not None, f"{notebook.name} was not executed by this build (from a cache?)"
+    runs = executions(output)[notebook.name]
+    assert len(runs) == 1, f"{notebook.name} was executed {len(runs)} times ({runs} s): once is enough"
     assert banner_modes(executed) == [os.environ.get("LCTOOLS_MODE", "quick").strip().lower()]
 
 

@@ -294,3 +294,55 @@ def test_model_changes_without_config_change_do_not_load_stale_weights(tmp_path,
     e1, _ = cache.cached_train_ensemble({"m": "same"}, lambda: MLP(**base), [0], X, y, cache=tmp_path, **kw)
     e2, _ = cache.cached_train_ensemble({"m": "same"}, lambda: MLP(**other), [0], X, y, cache=tmp_path, **kw)
     assert len(cache.ResultsCache(tmp_path)) == 4
+
+
+_RACER = """
+import sys, time
+import torch
+from lctools import MLP, cache
+
+root, log = sys.argv[1], sys.argv[2]
+
+
+def note(kind):  # one line per computation (a training calls its metric at steps 0 and 2)
+    with open(log, "a") as f:
+        f.write(kind + "\\n")
+    time.sleep(1.0)  # hold the entry long enough for the other process to ask for it
+    return 0.0
+
+
+store = cache.ResultsCache(root)
+torch.manual_seed(0)  # the same data in both processes
+X, y = torch.rand(16, 2), torch.randint(0, 2, (16,))
+print(store.get_or_compute({"race": 1}, lambda: {"value": note("compute") + 1}))
+_, h = cache.cached_train({"race": 2}, lambda: MLP(2, [3], 2), X, y, cache=store, steps=2, progress=False,
+                          metrics={"m": lambda m: note("train")}, eval_steps=[0, 2])
+print(h["m"].tolist())
+_, hs = cache.cached_train_ensemble({"race": 3}, lambda: MLP(2, [3], 2), [0, 1], X, y, cache=store, steps=2,
+                                    progress=False, metrics={"m": lambda m: note("ensemble")}, eval_steps=[0, 2])
+print(len(hs))
+"""
+
+
+def test_two_processes_asking_for_one_entry_compute_it_once(tmp_path):
+    """Two processes start the same three computations at the same moment (a value, a
+    training, an ensemble training): each is computed once, under its entry's lock; the
+    process that waited loads the result (the computations sleep, so without the lock both
+    would compute)."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "log.txt"
+    script = tmp_path / "racer.py"
+    script.write_text(_RACER)
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(log)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    assert outs[0][0] == outs[1][0]  # the same values in both processes
+    lines = log.read_text().split()
+    # one computation each: the value once, each training's metric at its two evaluations
+    assert lines.count("compute") == 1 and lines.count("train") == 2, lines
+    assert lines.count("ensemble") == 2 * 2, lines  # two members, two evaluations, one training
+    assert not list((tmp_path / "cache" / "checkpoints").glob("*.pt"))
