@@ -279,8 +279,10 @@ def problems(page, page_path: str = "") -> list:
     return out
 
 
-def _main(argv) -> int:  # pragma: no cover - a measuring tool
-    """``python tests/book_rules.py _build/html [page ...]``: print the counts per page."""
+def _main(argv, screenshots=None) -> int:  # pragma: no cover - a measuring tool
+    """``python tests/book_rules.py _build/html [page ...] [-v] [--screenshots DIR]``: print
+    the counts per page (``-v``: and every problem), and save a screenshot of each whole page
+    at 1280 px to ``DIR`` (what a reader sees; the tests keep only the first screen)."""
     import functools
     import http.server
     import threading
@@ -315,6 +317,9 @@ def _main(argv) -> int:  # pragma: no cover - a measuring tool
             if "-v" in sys.argv:
                 for line in problems(page, name):
                     print("    ", line[:200])
+            if screenshots:
+                Path(screenshots).mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(Path(screenshots) / f"{Path(name).name}.png"), full_page=True)
             for k, v in m.items():
                 totals[k] = totals.get(k, 0) + int(v)
             ctx.close()
@@ -325,4 +330,12 @@ def _main(argv) -> int:  # pragma: no cover - a measuring tool
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(_main([a for a in sys.argv if a != "-v"]))
+    import argparse
+
+    cli = argparse.ArgumentParser(description=_main.__doc__)
+    cli.add_argument("html")
+    cli.add_argument("pages", nargs="*")
+    cli.add_argument("-v", action="store_true")
+    cli.add_argument("--screenshots", metavar="DIR")
+    args = cli.parse_args()
+    sys.exit(_main([sys.argv[0], args.html, *args.pages], screenshots=args.screenshots))

@@ -21,7 +21,9 @@ no errors except blocked external requests. Other pages get the load, image, mat
 console checks. Every page is then measured with the reading rules of ``tests/book_rules.py``
 (10-pt figure labels at >= 9.5 CSS px in the column, alt text, no overflowing display
 equation, at most a handful of sideways-scrolling blocks, no raw LaTeX, and a working live
-explorer on chapters 1 and 2). A screenshot of every page is saved under ``_build/test/screenshots/``.
+explorer on chapters 1 and 2). A screenshot of every page's first screen is saved under ``_build/test/screenshots/`` (whole
+pages with ``LCTOOLS_FULL_SCREENSHOTS=1``, or ``python tests/book_rules.py _build/test/_build/html
+--screenshots DIR`` after the build).
 Without Playwright or Chromium, the browser tests skip and say why.
 """
 from __future__ import annotations
@@ -54,6 +56,7 @@ BUILD = ROOT / "_build" / "test"  # the test suite's own output folder (--path-o
 HTML = BUILD / "_build" / "html"
 SCREENSHOTS = BUILD / "screenshots"
 BUILD_TIMEOUT = 3 * 3600  # seconds; quick mode takes minutes
+FULL_SCREENSHOTS = os.environ.get("LCTOOLS_FULL_SCREENSHOTS", "").strip().lower() in ("1", "true", "yes")
 
 # Lines with "WARNING" that are not Sphinx warnings: ipykernel >= 7 logs this notice on
 # every kernel start (the kernel talks to the local build process over TCP on localhost).
@@ -240,7 +243,9 @@ def test_page_in_browser(browser, site, book_page):
         math = page.evaluate(_TYPESET) if (has_math or chapter) else None
         images = page.evaluate(_IMAGES)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{Path(book_page).name}.png"), full_page=True)
+        # the first screen of every page (a full-page screenshot of a long page costs seconds of
+        # CPU: LCTOOLS_FULL_SCREENSHOTS=1, or python tests/book_rules.py --screenshots DIR)
+        page.screenshot(path=str(SCREENSHOTS / f"{Path(book_page).name}.png"), full_page=FULL_SCREENSHOTS)
 
         if math is not None:
             assert math["loaded"], f"{book_page}: MathJax was not loaded (is _static/mathjax served?)"
