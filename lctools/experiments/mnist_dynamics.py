@@ -209,8 +209,9 @@ def run(cfg, runner: Optional[Runner] = None, record: Optional[Sequence[str]] = 
 
     ``record``: the names of :func:`metrics` to record (default: all). Chapter 6's comparison
     runs record only :data:`COMPARISON`, about a third less evaluation (on a 2-core CPU,
-    19 instead of 22 CPU-seconds per quick run); the recorded names are part of the cache key, so such a run never stands in for the full one. The
-    summary and the claims then leave out what was not recorded."""
+    19 instead of 22 CPU-seconds per quick run). The recorded names are part of the cache
+    key, so such a run never stands in for the full one. The summary and the claims then
+    leave out what was not recorded."""
     runner = runner or Runner()
     d = load_data(cfg, runner.device)
     recorded = metrics(d, cfg)
