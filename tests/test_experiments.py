@@ -89,6 +89,28 @@ def test_one_cached_run_for_chapters_and_reproduce(tmp_path):
     assert abs(tv0 - first.history["tv"][0]) <= 1e-4 * tv0
 
 
+def test_comparison_runs_record_a_subset(tmp_path):
+    """Chapter 6's comparison runs record only COMPARISON: their own cache entry (never the
+    full run's), the same curves as the full run, and claims without the TV bound."""
+    cache = ResultsCache(tmp_path / "cache")
+    cfg = mnist_dynamics.settings("quick", **TINY)
+    full = mnist_dynamics.run(cfg, Runner("cpu", cache))
+    part = mnist_dynamics.run(cfg, Runner("cpu", cache), record=mnist_dynamics.COMPARISON)
+    assert len(cache) == 2
+    assert set(part.history.metrics) == set(mnist_dynamics.COMPARISON) | {"train_acc", "test_acc"}
+    for name in mnist_dynamics.COMPARISON:    # the same training run, the same numbers
+        np.testing.assert_allclose(part.history[name], full.history[name], rtol=1e-6)
+    m = part.summary["mean"]
+    assert "tv_bound_holds" not in m and "lc_released_end" not in m
+    assert {k: v for k, v in full.summary["mean"].items() if k in m} == m
+    texts = [c.text for c in mnist_dynamics.claims(part.summary).items]
+    assert len(texts) == len(mnist_dynamics.claims(full.summary).items) - 1
+    assert not any("bound of chapter 4" in t for t in texts)
+    for bad in (["lc"], ["pgd_acc", "lc", "tv", "local_rank", "nonsense"]):
+        with pytest.raises(ValueError, match="record must name"):
+            mnist_dynamics.run(cfg, Runner("cpu", cache), record=bad)
+
+
 def test_history_table_round_trip(tmp_path):
     cfg = mnist_dynamics.settings("quick", **TINY)
     result = mnist_dynamics.run(cfg, Runner("cpu", tmp_path / "c"))
