@@ -35,7 +35,9 @@ def reference(model, optimizer, lr, wd, seed, decay_biases):
     biases = [p for k, p in model.named_parameters() if k.endswith("bias")]
     groups = [{"params": weights, "weight_decay": wd},
               {"params": biases, "weight_decay": wd if decay_biases else 0.0}]
-    opt = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer](groups, lr=lr)
+    fused = {} if optimizer == "sgd" else {"fused": True}  # train() runs torch's fused kernel on the CPU
+    opt = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer](groups, lr=lr,
+                                                                                                   **fused)
     gen = torch.Generator().manual_seed(seed)
     pos, perm = len(X), None
     for _ in range(STEPS):
