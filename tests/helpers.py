@@ -135,3 +135,23 @@ def exercise_tools(*names):
         return tuple(importlib.import_module(name) for name in names)
     finally:
         sys.dont_write_bytecode = before
+
+
+_DIST: dict = {}
+
+
+def built_assignments(tmp_path_factory, names=None) -> Path:
+    """One build folder of ``exercises/build.py`` per test session, shared by the assignment
+    test files: the assignments ``names`` (default: all) built into it on first use, each
+    once, with one wheel of the course package (otter's own solution check skipped: the
+    tests grade the solutions).  Tests read it and must not write into it."""
+    (build,) = exercise_tools("build")
+    if _DIST.get("factory") is not tmp_path_factory:  # a new session
+        out = tmp_path_factory.mktemp("dist")
+        _DIST.update(factory=tmp_path_factory, out=out, built=set(),
+                     wheel=build.build_wheel(out / "_wheel"))
+    for name in names or build.assignments():
+        if name not in _DIST["built"]:
+            build.build(name, _DIST["out"], run_tests=False, quiet=True, wheel=_DIST["wheel"])
+            _DIST["built"].add(name)
+    return _DIST["out"]

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import exercise_tools
+from helpers import built_assignments, exercise_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = ROOT / "exercises"
@@ -121,12 +121,9 @@ def test_wrong_solutions_are_listed_for_every_implementation_question(name):
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     """All assignments built into a temporary folder (otter's own solution check skipped: the
-    tests below grade the solutions), with one wheel of the course package."""
-    out = tmp_path_factory.mktemp("dist")
-    wheel = build.build_wheel(out / "_wheel")
-    for name in ASSIGNMENTS:
-        build.build(name, out, run_tests=False, quiet=True, wheel=wheel)
-    return out
+    tests below grade the solutions), with one wheel of the course package; built once per
+    session (the zip and tamper tests use the same folder)."""
+    return built_assignments(tmp_path_factory, ASSIGNMENTS)
 
 
 @pytest.mark.slow

@@ -1,15 +1,19 @@
 """The assignments outside this repository: the autograder zip in a clean environment, and
 the students' checks on Colab.
 
-- ``test_zip_grades_full_marks_in_a_clean_environment`` (slow: about 2.5 minutes of CPU,
-  most of it ``pip install`` of otter and its dependencies; 10 minutes of wall time were
-  measured with two other test runs beside it on the 2-core machine): builds one fresh virtual environment,
-  without this repository on the path, from the zip's own ``environment.yml`` the way
-  Gradescope's ``setup.sh`` does (its ``/autograder/source`` paths pointing at the
+- ``test_zip_grades_full_marks_in_a_clean_environment``: builds one fresh virtual
+  environment, without this repository on the path, from the zip's own ``environment.yml``
+  the way Gradescope's ``setup.sh`` does (its ``/autograder/source`` paths pointing at the
   unpacked zip), then grades the solution notebook with ``otter run`` (what Gradescope's
-  ``run_autograder`` calls) and expects full marks.  One difference: the
-  ``--extra-index-url`` of PyTorch's CPU wheels is left out, since that host is not
-  reachable here; pip takes the same CPU wheel (``torch==<version>``) from its local cache.
+  ``run_autograder`` calls) and expects full marks.  The installer is ``uv`` when it is
+  there (requirements.txt has it): a fresh environment each time, every package installed
+  into it, from uv's download cache after the first run (about 15 s of CPU instead of 90 s
+  for ``pip install``); without uv, ``pip install --no-compile``.  uv gets pip's package
+  sources (``pip config list``: ``find-links``, index URLs, constraints), since it reads
+  no pip configuration.  One difference from Gradescope: the ``--extra-index-url`` of
+  PyTorch's CPU wheels is left out, since that host is not reachable here; the installer
+  takes the same CPU wheel (``torch==<version>``) from pip's ``find-links`` folder or its
+  cache.
 - ``test_public_checks_work_on_colab``: runs the student notebook's otter cell the way Colab
   does (otter's Colab detection on, no ``tests`` folder, no notebook file on disk) and
   checks that ``grader.check`` runs the public tests, where otter alone refuses.
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -25,7 +31,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import exercise_tools
+from helpers import built_assignments, exercise_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = ROOT / "exercises"
@@ -36,13 +42,41 @@ NAME = "ch1_linear_regions"
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    build.build(NAME, out, run_tests=False, quiet=True)
-    return out
+    return built_assignments(tmp_path_factory, [NAME])
 
 
 def _source(cell) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _uv():
+    """The ``uv`` installer (the ``uv`` package or one on ``PATH``), or None."""
+    try:
+        import uv
+
+        return uv.find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+_UV_FLAGS = {"find-links": "--find-links", "index-url": "--index-url", "extra-index-url": "--extra-index-url",
+             "constraint": "--constraint"}
+
+
+def _pip_sources_for_uv(env) -> list[str]:
+    """pip's package sources and constraints (its config files and ``PIP_*`` variables, as
+    ``pip config list`` shows them) as uv flags: uv reads no pip configuration, and pip
+    on this machine takes torch from a local ``find-links`` folder.  Nothing when unset."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], env=env, capture_output=True,
+                          text=True)
+    flags: list[str] = []
+    for line in proc.stdout.splitlines():
+        m = re.fullmatch(r"(global|install|:env:)\.([\w-]+)='(.*)'", line.strip())
+        if m and m.group(2) in _UV_FLAGS:
+            for value in m.group(3).split():
+                if value not in flags:
+                    flags += [_UV_FLAGS[m.group(2)], value]
+    return flags
 
 
 @pytest.mark.slow
@@ -59,10 +93,15 @@ def test_zip_grades_full_marks_in_a_clean_environment(dist, tmp_path):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "LCTOOLS"))}
     clean["PATH"] = os.pathsep.join(p for p in clean.get("PATH", "").split(os.pathsep) if ".venv" not in p)
     base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(venv)], check=True, env=clean)
     py = venv / "bin" / "python"
-    proc = subprocess.run([str(py), "-m", "pip", "install", "-q", *reqs], env=clean, capture_output=True,
-                          text=True)
+    uv = _uv()
+    if uv:  # a venv without pip (otter run does not need it), filled by uv with pip's sources
+        subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True, env=clean)
+        cmd = [uv, "pip", "install", "-q", "--python", str(py), *_pip_sources_for_uv(clean), *reqs]
+    else:
+        subprocess.run([base, "-m", "venv", str(venv)], check=True, env=clean)
+        cmd = [str(py), "-m", "pip", "install", "-q", "--no-compile", *reqs]
+    proc = subprocess.run(cmd, env=clean, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     work = tmp_path / "submission"
     work.mkdir()
@@ -72,8 +111,9 @@ def test_zip_grades_full_marks_in_a_clean_environment(dist, tmp_path):
                            "-o", str(work), f"{NAME}.ipynb"], cwd=work, env=clean, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # the course package came from the zip's wheel, not from this repository
-    where = subprocess.run([str(py), "-c", "import lctools; print(lctools.__file__)"], cwd=tmp_path, env=clean,
-                           capture_output=True, text=True).stdout
+    # (where `import lctools` loads it from, without importing torch a second time)
+    where = subprocess.run([str(py), "-c", "import importlib.util as u; print(u.find_spec('lctools').origin)"],
+                           cwd=tmp_path, env=clean, capture_output=True, text=True).stdout
     assert str(venv) in where and str(ROOT) not in where, where
     results = json.loads((work / "results.json").read_text())
     scored = {t["name"]: (t["score"], t["max_score"]) for t in results["tests"] if t.get("max_score")}

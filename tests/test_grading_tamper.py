@@ -22,7 +22,11 @@ Patterns (the ones in the issue, and invented ones of the same classes):
 - a forbidden library call in the answer (ch1 q2 calls ``regions.arrangement_bound``);
 - robustness: an endless ``sleep`` (timeout row), ``os._exit`` and a segfault (crash rows),
   while the rest of the class is graded; ``--out`` and the zip checked before grading;
-  every file gets a row.
+  every file gets a row.  One honest solution (``VICTIM``: in a subfolder, upper-case
+  extension, graded last) is the cheaters' target and must still score full marks.
+
+Each child process costs about 8 s of CPU for its imports (torch, otter, matplotlib), so the
+class is kept to one process per kind of outcome.
 """
 from __future__ import annotations
 
@@ -32,21 +36,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import exercise_tools
+from helpers import built_assignments, exercise_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = ROOT / "exercises"
 build, grade = exercise_tools("build", "grade")
 
 NAME = "ch1_linear_regions"
+#: the honest solution, in a subfolder and with an upper-case extension, graded after every
+#: cheater (``writes.ipynb`` tries to delete it, ``crash``/``segfault`` end their processes)
+VICTIM = "zz_late/VICTIM.IPYNB"
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    build.build(NAME, out, run_tests=False, quiet=True)
-    return out
+    return built_assignments(tmp_path_factory, [NAME])
 
 
 def _cell(source: str) -> dict:
@@ -119,11 +124,11 @@ def graded(dist, tmp_path_factory):
     """One class: cheaters, a crash, a segfault, an honest solution, odd files."""
     tmp = tmp_path_factory.mktemp("class")
     subs = tmp / "subs"
-    (subs / "late").mkdir(parents=True)
+    (subs / "zz_late").mkdir(parents=True)
     out = tmp / "scores.csv"
     zip_path = build.autograder_zip(dist, NAME)
     solution = EXERCISES / NAME / f"{NAME}.ipynb"
-    victim = subs / "zz_victim.ipynb"
+    victim = subs / VICTIM  # graded after the cheaters, with an odd extension
     nbs = {
         "patches.ipynb": _with_cells(dist, PATCHES),
         "fakes.ipynb": _with_cells(dist, FAKES),
@@ -134,8 +139,7 @@ def graded(dist, tmp_path_factory):
                                              "    return regions.arrangement_bound(n0, n)"], base="solution"),
         "crash.ipynb": _with_cells(dist, ["import os\nos._exit(3)"]),
         "segfault.ipynb": _with_cells(dist, ["import faulthandler\nfaulthandler._sigsegv()"]),
-        "zz_victim.ipynb": json.loads((dist / NAME / "autograder" / f"{NAME}.ipynb").read_text()),
-        "late/UPPER.IPYNB": json.loads((dist / NAME / "autograder" / f"{NAME}.ipynb").read_text()),
+        VICTIM: json.loads((dist / NAME / "autograder" / f"{NAME}.ipynb").read_text()),
     }
     for fn, nb in nbs.items():
         (subs / fn).write_text(json.dumps(nb))
@@ -152,11 +156,11 @@ def _flags(row):
 def test_every_file_gets_a_row(graded):
     rows, out, subs = graded
     assert set(rows) == {"patches.ipynb", "fakes.ipynb", "reads.ipynb", "writes.ipynb", "escapes.ipynb",
-                         "forbidden.ipynb", "crash.ipynb", "segfault.ipynb", "zz_victim.ipynb",
-                         "late/UPPER.IPYNB", "essay.pdf", "broken.ipynb"}
+                         "forbidden.ipynb", "crash.ipynb", "segfault.ipynb", VICTIM, "essay.pdf",
+                         "broken.ipynb"}
     assert rows["essay.pdf"]["error"].startswith("not graded: not a notebook")
     assert rows["broken.ipynb"]["error"].startswith("not a readable notebook")
-    assert rows["late/UPPER.IPYNB"]["total"] == 9 and "extension" in rows["late/UPPER.IPYNB"]["notes"]
+    assert rows[VICTIM]["total"] == 9 and "extension .IPYNB" in rows[VICTIM]["notes"]
     with out.open() as f:  # the CSV on disk is the grader's, whatever the cheaters wrote
         on_disk = {r["file"]: r for r in csv.DictReader(f)}
     assert set(on_disk) == set(rows) and "cheater.ipynb" not in on_disk
@@ -189,7 +193,7 @@ def test_writing_outside_is_blocked(graded):
     row = rows["writes.ipynb"]
     assert row["total"] == 0
     assert row["flags"].count("file-write") >= 3, row["flags"]
-    assert (subs / "zz_victim.ipynb").exists() and rows["zz_victim.ipynb"]["total"] == 9
+    assert (subs / VICTIM).exists() and rows[VICTIM]["total"] == 9
     assert not Path("/tmp/lc_grade_tamper_test.txt").exists()
 
 
@@ -212,7 +216,7 @@ def test_crashes_are_named_and_the_class_is_graded(graded):
     rows = graded[0]
     assert rows["crash.ipynb"]["error"].startswith("crash") and "exit code 3" in rows["crash.ipynb"]["error"]
     assert "SIGSEGV" in rows["segfault.ipynb"]["error"]
-    assert rows["zz_victim.ipynb"]["total"] == 9
+    assert rows[VICTIM]["total"] == 9
 
 
 def test_timeout_kills_a_hanging_notebook(dist, tmp_path):
