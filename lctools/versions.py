@@ -9,7 +9,7 @@ Changes that leave every number identical keep it, and with it every stored entr
 
 History: ``"0.1.0"`` keys used the package version; ``"2"`` adds the model's architecture
 and initial parameters to the keys of trained models, ``decay_biases``, and the
-local-complexity estimate averaged over draws in one reduction; ``"3"``: :func:`lctools.train`
+local-complexity estimate averaged over draws in one reduction; ``"3"``: :func:`lctools.training.train`
 uses torch's fused AdamW/Adam kernel on the CPU.
 
 Example
