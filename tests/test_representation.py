@@ -15,6 +15,8 @@ from lctools import regions
 from lctools import representation as rep
 from lctools.complexity import gaussian_density
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is faster
+
 
 def _net(widths, in_dim=2, out_dim=1, seed=0, bias_std=0.3, activation="relu", dtype=torch.float32, flatten=False):
     """He-normal weights and N(0, bias_std^2) biases, so that the zero sets cross [-1, 1]^2."""
@@ -222,11 +224,22 @@ def test_deep_balancing_reaches_the_orbit_minimum():
     rc = rep.representation_cost(net, tol=1e-12)
     assert rc.converged and rc.value < rc.norm
 
-    def f(beta):
-        m = rep.rescale_neurons(net, 1, np.exp(beta[:5]))
-        m = rep.rescale_neurons(m, 2, np.exp(beta[5:9]))
-        return float(rep.parameter_norm(rep.rescale_neurons(m, 3, np.exp(beta[9:]))))
+    # ||theta||^2 along the orbit in closed form: neuron i of layer l scaled by a_i = exp(beta_i)
+    # multiplies its incoming row and bias by a_i and its outgoing column by 1 / a_i
+    lins = [m for m in net if isinstance(m, nn.Linear)]
+    Ws = [m.weight.detach().double().numpy() for m in lins]
+    bs = [m.bias.detach().double().numpy() for m in lins]
+    cuts = np.cumsum([0] + [m.out_features for m in lins[:-1]])
 
+    def f(beta):
+        a = [np.ones(2)] + [np.exp(beta[i:j]) for i, j in zip(cuts[:-1], cuts[1:])] + [np.ones(1)]
+        return sum(float(((a[l + 1][:, None] * W / a[l][None, :]) ** 2).sum() + ((a[l + 1] * b) ** 2).sum())
+                   for l, (W, b) in enumerate(zip(Ws, bs)))
+
+    beta = np.random.default_rng(0).normal(size=12)  # the closed form is the library's rescaling
+    m = rep.rescale_neurons(rep.rescale_neurons(rep.rescale_neurons(net, 1, np.exp(beta[:5])), 2,
+                                                np.exp(beta[5:9])), 3, np.exp(beta[9:]))
+    assert f(beta) == pytest.approx(float(rep.parameter_norm(m)), rel=1e-12)
     res = scipy_opt.minimize(f, np.zeros(12), method="BFGS", options=dict(gtol=1e-10))
     assert rc.value == pytest.approx(res.fun, rel=1e-6)
     assert rc.value <= res.fun * (1 + 1e-6)
