@@ -287,14 +287,11 @@ class ResultsCache:
         the JSON round-trip of the result, so a miss and a later hit give equal values.
         A miss computes under :meth:`computing`: a second process asking meanwhile waits and
         loads."""
-        hit = self.load(config)
-        if hit is not None:
-            return hit[0]
-        with self.computing(config):
-            hit = self.load(config)  # stored by another process while this one waited
-            if hit is not None:
-                return hit[0]
-            return self.store(config, self._checked(compute()))
+        def loaded():
+            hit = self.load(config)
+            return None if hit is None else hit[0]
+
+        return _load_or_compute(self, config, loaded, lambda: self.store(config, self._checked(compute())))
 
     @staticmethod
     def _checked(result):
@@ -324,6 +321,19 @@ class ResultsCache:
                 shutil.rmtree(p, ignore_errors=True)
             shutil.rmtree(self.root / "checkpoints", ignore_errors=True)  # of unfinished ensemble runs
         return len(entries)
+
+
+def _load_or_compute(cache: ResultsCache, config: Mapping, loaded: Callable[[], Any], compute: Callable[[], Any]):
+    """``loaded()`` if it finds the entry of ``config``; else, under the entry's lock
+    (:meth:`ResultsCache.computing`), ``loaded()`` once more (another process may have
+    stored it while this one waited) or ``compute()``, which stores it."""
+    found = loaded()
+    if found is None:
+        with cache.computing(config):
+            found = loaded()
+            if found is None:
+                found = compute()
+    return found
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -425,16 +435,12 @@ def cached_train(
         model.train()  # as train() leaves it
         return model, training.History.from_dict(hit[0]["history"])
 
-    found = loaded()
-    if found is not None:
-        return found
-    with cache.computing(full):  # another process training the same run: wait, then load
-        found = loaded()
-        if found is not None:
-            return found
+    def train():
         history = training.train(model, X, y, metrics=metrics, **train_kwargs)
         result = cache.store(full, {"history": history.to_dict()}, state_dict=model.state_dict())
-    return model, training.History.from_dict(result["history"])
+        return model, training.History.from_dict(result["history"])
+
+    return _load_or_compute(cache, full, loaded, train)
 
 
 def cached_train_ensemble(
@@ -492,13 +498,7 @@ def cached_train_ensemble(
             ensemble.to(train_kwargs["device"])
         return ensemble, [training.History.from_dict(h) for h in hit[0]["histories"]]
 
-    found = loaded()
-    if found is not None:
-        return found
-    with cache.computing(full):  # another process training the same run: wait, then load
-        found = loaded()
-        if found is not None:
-            return found
+    def train():
         checkpoint = cache.root / "checkpoints" / f"{cache.key(full)}.pt" if cache.writable() else None
         histories = train_ensemble(ensemble, X, y, metrics=metrics, batched_metrics=batched_metrics, seeds=seeds,
                                    checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, **train_kwargs)
@@ -506,4 +506,6 @@ def cached_train_ensemble(
                              state_dict=ensemble.state_dict())
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
-    return ensemble, [training.History.from_dict(h) for h in result["histories"]]
+        return ensemble, [training.History.from_dict(h) for h in result["histories"]]
+
+    return _load_or_compute(cache, full, loaded, train)

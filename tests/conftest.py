@@ -6,8 +6,9 @@ tests that take a ``book_page`` argument once per page (file) listed in _toc.yml
 
 ``make test`` runs ``pytest -n 2 --dist loadfile --no-loadscope-reorder``: each test file
 runs whole on one worker, in collection order. The book build (tests/test_book.py, the
-only execution of the notebooks) is the longest file, so it is collected first and starts
-at once on one worker while the other works through the remaining files.
+only execution of the notebooks, two at a time: tests/book_execution.py) is the longest
+file, so it is collected first and starts at once on one worker while the other works
+through the remaining files.
 """
 from __future__ import annotations
 

@@ -71,8 +71,9 @@ FULL = dict(
 #: quick mode with PyTorch's default initialisation (everything else as QUICK)
 DEFAULT_INIT = dict(QUICK, init_scale=1.0)
 GEOMETRY = ["tv", "lc", "triangle", "local", "bound", "holds"]
-#: what chapter 6's comparison runs (default initialisation, LeakyReLU) record: the curves
-#: and claims it compares (train and test accuracy are always recorded)
+#: The metrics that chapter 6's comparison runs record, from the default initialisation and
+#: with a LeakyReLU, which are the curves and claims the chapter compares. Train and test
+#: accuracy are always recorded.
 COMPARISON = ("pgd_acc", "lc", "tv", "local_rank")
 settings = make_settings(NAME, QUICK, FULL)
 
