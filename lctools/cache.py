@@ -52,7 +52,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -266,20 +266,26 @@ class ResultsCache:
     def computing(self, config: Mapping) -> Iterator[None]:
         """Hold the lock of ``config``'s entry while computing it: another process that
         enters ``computing`` for the same entry waits until this one leaves (and should then
-        :meth:`load` before computing).  The lock is a file ``<temp dir>/lctools-locks/<key>.lock``
-        (package ``filelock``: an OS lock, released when the process ends, even when it is
-        killed), so processes on one machine share it and the cache folder holds entries
-        only.  Does nothing when caching is disabled or no lock file can be made."""
+        :meth:`load` before computing).  The lock is a file
+        ``<temp dir>/lctools-locks-<user id>/<key>.lock`` (package ``filelock``: an OS lock,
+        released when the process ends, even when it is killed), so one user's processes on
+        one machine share it and the cache folder holds entries only.  Does nothing when
+        caching is disabled or the lock file cannot be made or opened (the computation runs
+        all the same, unshared)."""
         lock = None
         if self.enabled:
-            folder = Path(tempfile.gettempdir()) / "lctools-locks"
+            folder = Path(tempfile.gettempdir()) / f"lctools-locks-{os.getuid() if hasattr(os, 'getuid') else 0}"
             try:
                 folder.mkdir(exist_ok=True)
                 lock = FileLock(str(folder / f"{self.key(config)}.lock"))
-            except OSError:  # no writable temporary folder: compute without the lock
+                lock.acquire()
+            except OSError:  # no writable temporary folder, or a lock file in the way
                 lock = None
-        with lock if lock is not None else nullcontext():
+        try:
             yield
+        finally:
+            if lock is not None:
+                lock.release()
 
     def get_or_compute(self, config: Mapping, compute: Callable[[], Mapping]) -> Any:
         """The stored result of ``config`` if a valid entry exists; otherwise ``compute()``

@@ -346,3 +346,22 @@ def test_two_processes_asking_for_one_entry_compute_it_once(tmp_path):
     assert lines.count("compute") == 1 and lines.count("train") == 2, lines
     assert lines.count("ensemble") == 2 * 2, lines  # two members, two evaluations, one training
     assert not list((tmp_path / "cache" / "checkpoints").glob("*.pt"))
+
+
+@pytest.mark.parametrize("obstacle", ["folder", "lock file"])
+def test_a_lock_that_cannot_be_made_does_not_stop_the_computation(tmp_path, monkeypatch, obstacle):
+    """The lock folder is a file, or the entry's lock file is a folder (say, left by another
+    program): the value is computed and stored all the same, without the lock."""
+    import os
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    folder = tmp_path / "tmp" / f"lctools-locks-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    c, compute = cache.ResultsCache(tmp_path / "cache"), Counter()
+    if obstacle == "folder":
+        folder.write_text("not a folder")
+    else:
+        (folder / f"{c.key(CONFIG)}.lock").mkdir(parents=True)
+    assert c.get_or_compute(CONFIG, compute) == c.get_or_compute(CONFIG, compute)
+    assert compute.calls == 1 and CONFIG in c
