@@ -60,25 +60,22 @@ def install_spec(url: str, dist: Optional[str] = None) -> str:
     return f"{dist or dist_name()} @ git+{url}"
 
 
+def _colab_cell(marker: str, url: str, dist: Optional[str], *also: str) -> str:
+    """A Colab-only install cell: ``marker``, then lctools from ``url`` and the packages
+    ``also``, installed only when the notebook runs on Colab."""
+    installs = [f'"{install_spec(url, dist)}"', *also]
+    return "\n".join([marker, "import sys", 'if "google.colab" in sys.modules:',
+                      *(f"    %pip install -q {spec}" for spec in installs)])
+
+
 def colab_cell_source(url: str, dist: Optional[str] = None) -> str:
     """The exact source of the first (Colab install) cell of a book chapter."""
-    return (
-        f"{MARKER}\n"
-        "import sys\n"
-        'if "google.colab" in sys.modules:\n'
-        f'    %pip install -q "{install_spec(url, dist)}"'
-    )
+    return _colab_cell(MARKER, url, dist)
 
 
 def exercise_colab_cell_source(url: str, dist: Optional[str] = None) -> str:
     """The exact source of the Colab install cell of an assignment (first student cell)."""
-    return (
-        f"{EXERCISE_MARKER}\n"
-        "import sys\n"
-        'if "google.colab" in sys.modules:\n'
-        f'    %pip install -q "{install_spec(url, dist)}"\n'
-        "    %pip install -q otter-grader"
-    )
+    return _colab_cell(EXERCISE_MARKER, url, dist, "otter-grader")
 
 
 def _toc_files(entry) -> Iterator[str]:
