@@ -29,10 +29,9 @@ Guarantees:
   so and the value is returned all the same; temporary files of killed writers are removed
   (:meth:`ResultsCache.remove_orphans`);
 - one computation per entry at a time: a process that misses an entry computes it under a
-  lock (:meth:`ResultsCache.computing`); another process
-  that asks for the same entry meanwhile waits, then loads what the first stored (two
-  notebooks, or a notebook and ``python -m lctools.reproduce``, never train the same run
-  twice at once);
+  lock (:meth:`ResultsCache.computing`); another process that asks for the same entry
+  meanwhile waits, then loads what the first stored (two notebooks, or a notebook and
+  ``python -m lctools.reproduce``, never train the same run twice at once);
 - training checkpoints are read as data only (``torch.load(weights_only=True)``), and
   Ctrl-C during a checkpointed ensemble run saves the state and raises
   :class:`TrainingInterrupted` ("interrupted at step X of Y; run again to resume").
@@ -51,8 +50,8 @@ import re
 import shutil
 import tempfile
 import warnings
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import numpy as np

@@ -214,6 +214,6 @@ def banner_modes(nb) -> List[str]:
     return modes
 
 
-if __name__ == "__main__":  # build_book's parallel execution: CACHE SOURCE WORKERS NOTEBOOK...
+if __name__ == "__main__":  # build_book's parallel execution: OUT SOURCE WORKERS NOTEBOOK...
     _out, _source_dir, _workers, *_notebooks = sys.argv[1:]
     execute_into_cache(Path(_out), Path(_source_dir), _notebooks, int(_workers))
