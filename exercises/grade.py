@@ -11,7 +11,9 @@ are graded, other files get a row that says why they were not.  The autograder z
 Each notebook is run by ``exercises/sandbox.py`` in a child process: its own process group
 and session (Ctrl-C reaches only the grader; a timeout kills the whole group), its own
 empty temporary working directory (no solutions, no other submissions, no test files),
-``HOME``/``TMPDIR`` inside it and the lctools results cache off.  The hidden tests reach
+``HOME``/``TMPDIR`` inside it and the lctools results cache off.  The children are forked
+from one server process that imported torch, otter and matplotlib once (see
+``sandbox.serve``), so a notebook costs its own run time, not a fresh interpreter's imports.  The hidden tests reach
 the child only after the student's code has run, and are then run against pristine
 builtins and library functions.  Tamper evidence (see ``sandbox.py``) goes to the
 ``flags`` column; a call of a function the question forbids, made from the answer while
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import atexit
 import csv
 import json
 import os
@@ -37,6 +40,7 @@ import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -186,15 +190,113 @@ def _child_env(workdir: Path) -> dict:
     return env
 
 
-def _kill_group(proc) -> None:
+class ForkServer:
+    """The client side of ``sandbox.serve``: one server process, started on first use, that
+    forks a sandboxed child per submission.
+
+    The server runs in its own session and empty temporary folder, with the environment
+    of a child (``_child_env``) and no file of the grader open.  It ends when the grader
+    closes the socket (:meth:`close`, at exit, or when the grader dies).
+    """
+
+    def __init__(self):
+        self.proc = None
+        self.sock = None
+        self.home = None
+        self.exited: dict[int, int] = {}
+
+    def _start(self) -> None:
+        self.close()
+        self.home = Path(tempfile.mkdtemp(prefix="lc-grade-server-"))
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with open(self.home / "server.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(SANDBOX), "--serve", str(theirs.fileno())], cwd=self.home,
+                env=_child_env(self.home), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=log, pass_fds=(theirs.fileno(),), start_new_session=True)
+        theirs.close()
+        self.sock = mine
+        self.exited.clear()
+
+    def _read(self, timeout: float) -> dict | None:
+        if not select.select([self.sock], [], [], max(timeout, 0))[0]:
+            return None
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise GradingError("crash: the grading server ended" + self._log_tail())
+        msg = json.loads(data)
+        if "exited" in msg:
+            self.exited[msg["exited"]] = msg["code"]
+        return msg
+
+    def _log_tail(self) -> str:
+        try:
+            tail = (self.home / "server.log").read_text(errors="replace").strip().splitlines()[-1:]
+        except OSError:
+            tail = []
+        return f": {tail[0][:200]}" if tail else ""
+
+    def spawn(self, cwd: Path, env: dict, fds: tuple[int, int, int], timeout: float = 120.0) -> int:
+        """Fork a child in ``cwd`` with ``env`` and ``fds`` (job, result, error log); its pid."""
+        for attempt in (0, 1):  # a server that died (killed, out of memory) is started again
+            if self.proc is None or self.proc.poll() is not None:
+                self._start()
+            try:
+                socket.send_fds(self.sock, [json.dumps({"cwd": str(cwd), "env": env}).encode()], list(fds))
+                break
+            except OSError:
+                if attempt:
+                    raise GradingError("crash: could not reach the grading server" + self._log_tail())
+                self.close()
+        deadline = time.monotonic() + timeout  # the first request waits for the server's imports
+        while True:
+            msg = self._read(deadline - time.monotonic())
+            if msg is None:
+                raise GradingError(f"crash: the grading server did not start a process in {timeout:g} s")
+            if "started" in msg:
+                return int(msg["started"])
+            if "error" in msg:
+                raise GradingError(f"crash: {msg['error']}")
+
+    def wait(self, pid: int, timeout: float) -> int | None:
+        """The exit code of child ``pid`` (negative: killed by that signal), or None after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while pid not in self.exited:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._read(left)
+        return self.exited.pop(pid)
+
+    def close(self) -> None:
+        """End the server (it exits when its socket closes) and remove its folder."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _kill_group(self.proc.pid)
+                self.proc.wait()
+            self.proc = None
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
+            self.home = None
+
+
+SERVER = ForkServer()
+atexit.register(SERVER.close)
+
+
+def _kill_group(pid: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+        try:  # killed before it made its own process group
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAULT_TIMEOUT,
@@ -218,20 +320,21 @@ def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAU
     res["notes"] = notes
     workdir = Path(tempfile.mkdtemp(prefix="lc-grade-"))
     shutil.copyfile(nb_path, workdir / f"{assignment}.ipynb")  # its own notebook, under the expected name
-    r, w = os.pipe()
-    proc = None
+    r, w = os.pipe()  # results, from the child
+    job_r, job_w = os.pipe()  # the job, to the child
+    jobs = os.fdopen(job_w, "wb")
     errlog = tempfile.TemporaryFile()  # no name: the child inherits it, cannot find it by path
+    pid = rc = None
     try:
-        proc = subprocess.Popen(
-            [sys.executable, str(SANDBOX), str(w)], cwd=workdir, env=_child_env(workdir),
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog,
-            pass_fds=(w,), start_new_session=True)
-        os.close(w)
-        w = -1
+        try:
+            pid = SERVER.spawn(workdir, _child_env(workdir), (job_r, w, errlog.fileno()))
+        finally:  # the child holds its own copies: EOF on r means that it has ended
+            os.close(job_r)
+            os.close(w)
         job = dict(cells=sources, imports=info["imports"], forbidden=info["forbidden"],
                    sensitive=[str(p) for p in sensitive])
-        proc.stdin.write((json.dumps(job) + "\n").encode())
-        proc.stdin.flush()
+        jobs.write((json.dumps(job) + "\n").encode())
+        jobs.flush()
         nonce = secrets.token_hex(16)
         deadline = time.monotonic() + timeout
         buf, final, sent = b"", None, False
@@ -244,9 +347,9 @@ def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAU
                 continue
             chunk = os.read(r, 1 << 16)
             if not chunk:
-                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-                rc = proc.returncode
-                how = (f"killed by {signal.Signals(-rc).name}" if rc and rc < 0 else f"exit code {rc}")
+                rc = SERVER.wait(pid, max(1.0, deadline - time.monotonic()))
+                how = ("it did not report how" if rc is None else
+                       f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}")
                 errlog.seek(max(0, errlog.seek(0, 2) - 300))
                 tail = errlog.read().decode("utf-8", "replace").strip().splitlines()[-1:]
                 raise GradingError(f"crash: the notebook's process ended before the tests finished ({how})"
@@ -265,9 +368,9 @@ def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAU
                     if msg["flag"] not in res["flags"]:
                         res["flags"].append(str(msg["flag"])[:300])
                 elif msg.get("event") == "ready" and not sent:
-                    proc.stdin.write((json.dumps({"nonce": nonce, "tests": {
+                    jobs.write((json.dumps({"nonce": nonce, "tests": {
                         q: t["cases"] for q, t in tests.items()}}) + "\n").encode())
-                    proc.stdin.flush()
+                    jobs.flush()
                     sent = True
                 elif "nonce" in msg:
                     if msg["nonce"] == nonce and sent:
@@ -290,12 +393,19 @@ def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAU
         res["error"] = f"crash: lost contact with the notebook's process ({type(e).__name__})"
         res["scores"], res["total"] = dict(zero), 0.0
     finally:
-        if w != -1:
-            os.close(w)
         os.close(r)
+        try:
+            jobs.close()
+        except OSError:  # the child ended without reading everything
+            pass
         errlog.close()
-        if proc is not None:
-            _kill_group(proc)  # also whatever it left running
+        if pid is not None:
+            _kill_group(pid)  # also whatever it left running
+            if rc is None:
+                try:
+                    SERVER.wait(pid, 10)
+                except GradingError:
+                    pass
         shutil.rmtree(workdir, ignore_errors=True)
     return res
 

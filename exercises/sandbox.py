@@ -1,12 +1,20 @@
 """Run one submitted notebook and then its tests, in this process, with tamper evidence.
 
-``exercises/grade.py`` starts this file as a child process (its own process group, its
-own empty working directory, a timeout) for every submission, and talks to it over
-pipes; the tests reach the child only after the student's code has finished.
+``exercises/grade.py`` starts this file once, as a *fork server*:
 
-    python sandbox.py RESULT_FD          # reads the job from stdin (JSON lines)
+    python sandbox.py --serve SOCKET_FD
 
-Protocol (one JSON object per line):
+The server imports the libraries the notebooks use (torch, otter, matplotlib: about 6 s
+of CPU) once, runs no student code itself, and forks one child per submission.  The
+grader sends each request over a Unix socket: the child's working directory and
+environment, and three file descriptors (the job pipe, the result pipe, the error log).
+The child gets its own session and process group, that empty working directory, that
+environment, the job pipe as stdin, and runs :func:`main`; the server reports
+``{"started": pid}`` and, when the child ends, ``{"exited": pid, "code": c}`` (``c`` as
+``subprocess`` gives it: negative for a signal).  The server ends when the grader closes
+the socket.  The tests reach the child only after the student's code has finished.
+
+Protocol between the grader and a child (one JSON object per line):
 
 - stdin, first line: ``{"cells": [source, ...], "imports": [[name, module, attr], ...],
   "forbidden": {question: ["module.attr", ...]}, "sensitive": [path, ...]}``
@@ -46,7 +54,11 @@ import builtins
 import io
 import json
 import os
+import select
+import socket
 import sys
+import tempfile
+import traceback
 import types
 
 sys.dont_write_bytecode = True
@@ -502,5 +514,85 @@ def main(result_fd: int) -> None:
           "forbidden_during_tests": sorted(forbidden.calls.get("tests", ()))})
 
 
+def _run_child(request: dict, fds: list[int]) -> None:
+    """In a freshly forked child of the server: become the submission's process, run
+    :func:`main`, and exit (never returns to the server's loop)."""
+    code = 1
+    try:
+        job, result_fd, errlog = fds
+        os.setsid()  # its own session and process group: the grader kills the whole group
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        tempfile.tempdir = None  # TMPDIR is read again
+        sys.argv = sys.argv[:1]
+        null = os.open(os.devnull, os.O_WRONLY)
+        for src, dst in ((job, 0), (null, 1), (errlog, 2)):
+            os.dup2(src, dst)
+            os.close(src)
+        main(result_fd)
+        code = 0
+    except BaseException:  # noqa: BLE001 - what went wrong goes to the error log
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(code)
+
+
+def _send(sock: socket.socket, obj: dict) -> None:
+    sock.send(json.dumps(obj).encode())
+
+
+def serve(sock_fd: int) -> None:
+    """The fork server: import the libraries once, then fork a child per request.
+
+    A request is one message on the ``SOCK_SEQPACKET`` socket ``sock_fd``:
+    ``{"cwd": path, "env": {...}}`` with the file descriptors (job, result, error log)
+    attached.  The server imports no student code, starts no thread and runs no tensor
+    operation before it forks, so every child starts from the same clean state.
+    """
+    _preimport()
+    sock = socket.socket(fileno=sock_fd)
+    children: set[int] = set()
+    while True:
+        while children:  # report the children that ended
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            children.discard(pid)
+            _send(sock, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+        if not select.select([sock], [], [], 0.05)[0]:
+            continue
+        msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 3)
+        if not msg:  # the grader is gone
+            return
+        try:
+            request = json.loads(msg)
+            if len(fds) != 3:
+                raise ValueError(f"{len(fds)} file descriptors, not 3")
+        except ValueError as e:
+            for fd in fds:
+                os.close(fd)
+            _send(sock, {"error": f"bad request: {e}"})
+            continue
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            _run_child(request, fds)
+        for fd in fds:
+            os.close(fd)
+        children.add(pid)
+        _send(sock, {"started": pid})
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    if sys.argv[1:2] != ["--serve"] or len(sys.argv) != 3:
+        raise SystemExit("usage: python sandbox.py --serve SOCKET_FD (started by grade.py)")
+    serve(int(sys.argv[2]))

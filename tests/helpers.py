@@ -137,21 +137,28 @@ def exercise_tools(*names):
         sys.dont_write_bytecode = before
 
 
-_DIST: dict = {}
-
-
 def built_assignments(tmp_path_factory, names=None) -> Path:
-    """One build folder of ``exercises/build.py`` per test session, shared by the assignment
-    test files: the assignments ``names`` (default: all) built into it on first use, each
-    once, with one wheel of the course package (otter's own solution check skipped: the
-    tests grade the solutions).  Tests read it and must not write into it."""
+    """One build folder of ``exercises/build.py`` per test run, shared by the assignment
+    test files and by the pytest-xdist workers: the assignments ``names`` (default: all)
+    built into it on first use, each once, with one wheel of the course package (otter's
+    own solution check skipped: the tests grade the solutions).  A file lock makes a worker
+    that needs an assignment another worker is building wait for it.  Tests read the folder
+    and must not write into it."""
+    import os
+
+    from filelock import FileLock
+
     (build,) = exercise_tools("build")
-    if _DIST.get("factory") is not tmp_path_factory:  # a new session
-        out = tmp_path_factory.mktemp("dist")
-        _DIST.update(factory=tmp_path_factory, out=out, built=set(),
-                     wheel=build.build_wheel(out / "_wheel"))
-    for name in names or build.assignments():
-        if name not in _DIST["built"]:
-            build.build(name, _DIST["out"], run_tests=False, quiet=True, wheel=_DIST["wheel"])
-            _DIST["built"].add(name)
-    return _DIST["out"]
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    out = root / "assignments"
+    with FileLock(str(root / "assignments.lock")):
+        wheels = sorted((out / "_wheel").glob("*.whl"))
+        wheel = wheels[0] if wheels else build.build_wheel(out / "_wheel")
+        for name in names or build.assignments():
+            done = out / f".{name}.built"
+            if not done.exists():
+                build.build(name, out, run_tests=False, quiet=True, wheel=wheel)
+                done.touch()
+    return out

@@ -25,8 +25,8 @@ Patterns (the ones in the issue, and invented ones of the same classes):
   every file gets a row.  One honest solution (``VICTIM``: in a subfolder, upper-case
   extension, graded last) is the cheaters' target and must still score full marks.
 
-Each child process costs about 8 s of CPU for its imports (torch, otter, matplotlib), so the
-class is kept to one process per kind of outcome.
+The children are forked from one server process that imported torch, otter and matplotlib,
+so a child costs about a second; the class still keeps to one notebook per kind of outcome.
 """
 from __future__ import annotations
 
@@ -58,10 +58,13 @@ def _cell(source: str) -> dict:
     return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
 
 
-def _with_cells(dist, cells, base="student") -> dict:
+def _with_cells(dist, cells, base="student", first=False) -> dict:
+    """The student (or solution) notebook with code ``cells`` added at the end, or with
+    ``first=True`` before everything else."""
     folder = "student" if base == "student" else "autograder"
     nb = json.loads((dist / NAME / folder / f"{NAME}.ipynb").read_text())
-    nb["cells"] += [_cell(c) for c in cells]
+    added = [_cell(c) for c in cells]
+    nb["cells"] = added + nb["cells"] if first else nb["cells"] + added
     return nb
 
 
@@ -119,6 +122,27 @@ ESCAPES = [
 ]
 
 
+#: a notebook that changes the state of its own process, graded just before PROBE
+LEAK = [
+    "import os, lctools, torch\nlctools._leaked = True\nos.environ['LEAKED'] = '1'\n"
+    "torch.set_default_dtype(torch.float64)\nopen(os.path.expanduser('~/leaked'), 'w').write('x')",
+]
+#: checks of what a notebook's own process looks like, put before the solution's cells (a
+#: failed check is a note in the CSV)
+PROBE = [
+    "import os\nassert os.getsid(0) == os.getpid() == os.getpgid(0), 'own session and process group'",
+    "import os, tempfile\nassert os.environ['HOME'] == os.path.join(os.getcwd(), '.home'), 'HOME'\n"
+    "assert tempfile.gettempdir() == os.path.join(os.getcwd(), '.tmp'), 'TMPDIR'\n"
+    "assert sorted(os.listdir('.')) == ['.home', '.tmp', 'ch1_linear_regions.ipynb'], 'an empty folder'",
+    "import sys\nassert sys.stdin.read() == '', 'an empty stdin'",
+    "import os\nassert os.environ['LCTOOLS_CACHE'] == 'off' and not any(\n"
+    "    k.startswith(('OTTER', 'GRADESCOPE')) for k in os.environ), 'environment'",
+    "import os, lctools, torch\nassert not hasattr(lctools, '_leaked') and 'LEAKED' not in os.environ, 'leak'\n"
+    "assert torch.get_default_dtype() == torch.float32, 'leaked dtype'\n"
+    "assert not os.path.exists(os.path.expanduser('~/leaked')), 'leaked file'",
+]
+
+
 @pytest.fixture(scope="module")
 def graded(dist, tmp_path_factory):
     """One class: cheaters, a crash, a segfault, an honest solution, odd files."""
@@ -139,6 +163,8 @@ def graded(dist, tmp_path_factory):
                                              "    return regions.arrangement_bound(n0, n)"], base="solution"),
         "crash.ipynb": _with_cells(dist, ["import os\nos._exit(3)"]),
         "segfault.ipynb": _with_cells(dist, ["import faulthandler\nfaulthandler._sigsegv()"]),
+        "leak.ipynb": _with_cells(dist, LEAK),
+        "probe.ipynb": _with_cells(dist, PROBE, base="solution", first=True),
         VICTIM: json.loads((dist / NAME / "autograder" / f"{NAME}.ipynb").read_text()),
     }
     for fn, nb in nbs.items():
@@ -156,8 +182,8 @@ def _flags(row):
 def test_every_file_gets_a_row(graded):
     rows, out, subs = graded
     assert set(rows) == {"patches.ipynb", "fakes.ipynb", "reads.ipynb", "writes.ipynb", "escapes.ipynb",
-                         "forbidden.ipynb", "crash.ipynb", "segfault.ipynb", VICTIM, "essay.pdf",
-                         "broken.ipynb"}
+                         "forbidden.ipynb", "crash.ipynb", "segfault.ipynb", "leak.ipynb", "probe.ipynb",
+                         VICTIM, "essay.pdf", "broken.ipynb"}
     assert rows["essay.pdf"]["error"].startswith("not graded: not a notebook")
     assert rows["broken.ipynb"]["error"].startswith("not a readable notebook")
     assert rows[VICTIM]["total"] == 9 and "extension .IPYNB" in rows[VICTIM]["notes"]
@@ -217,6 +243,32 @@ def test_crashes_are_named_and_the_class_is_graded(graded):
     assert rows["crash.ipynb"]["error"].startswith("crash") and "exit code 3" in rows["crash.ipynb"]["error"]
     assert "SIGSEGV" in rows["segfault.ipynb"]["error"]
     assert rows[VICTIM]["total"] == 9
+
+
+def test_each_notebook_has_its_own_clean_process(graded):
+    """The children are forked from one server: each still gets its own session, folder,
+    environment and empty stdin, and nothing the notebook before it changed in its own
+    process (``leak.ipynb``) reaches the next one."""
+    rows = graded[0]
+    assert rows["leak.ipynb"]["error"] == "" and "cell" not in rows["leak.ipynb"]["notes"], rows["leak.ipynb"]
+    row = rows["probe.ipynb"]
+    assert row["total"] == 9 and row["flags"] == "" and row["notes"] == "", row
+
+
+def test_a_killed_grading_server_is_started_again(graded, dist, tmp_path):
+    import os
+    import signal
+
+    server = grade.SERVER.proc
+    assert server is not None and server.poll() is None  # the class above started it
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "solution.ipynb").write_text(json.dumps(_with_cells(dist, [], base="solution")))
+    rows = grade.grade_folder(subs, NAME, tmp_path / "s.csv", build_dir=dist, quiet=True)
+    assert rows[0]["total"] == 9 and rows[0]["error"] == "", rows[0]
+    assert grade.SERVER.proc is not server and grade.SERVER.proc.poll() is None
 
 
 def test_timeout_kills_a_hanging_notebook(dist, tmp_path):
