@@ -176,7 +176,9 @@ class _Interrupt:
 def deferred_interrupt(enabled: bool = True):
     """Within the block, a first Ctrl-C (SIGINT) only sets ``flag.requested`` (the loop checks it
     at step boundaries); a second one raises ``KeyboardInterrupt`` at once.  Outside the main
-    thread, or with ``enabled=False``, nothing is deferred.  Yields the flag.
+    thread, or with ``enabled=False``, nothing is deferred; a process that ignores SIGINT (a
+    background job, a worker process) keeps ignoring it.  The previous handler is restored
+    on exit.  Yields the flag.
 
     Example
     -------
@@ -190,6 +192,9 @@ def deferred_interrupt(enabled: bool = True):
         yield flag
         return
     previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        yield flag
+        return
 
     def handler(signum, frame):
         if flag.requested:
