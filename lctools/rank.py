@@ -345,19 +345,23 @@ def local_rank_bound(
     sums = {k: torch.zeros(L, **f64) for k in ("lc", "rows", "frob", "pointwise", "rank")}
     smax = torch.zeros(L, **f64)
 
-    def spectrum(T: torch.Tensor) -> torch.Tensor:
-        """Singular values (B, min(r, n_l)) of a batch of reduced Jacobians, via eigvalsh of the
-        smaller Gram matrix, or svdvals when eps^2 nears its rounding (module docstring)."""
-        if _needs_svd(T, eps):
-            return torch.linalg.svdvals(T.to(torch.float64))
+    def spectrum(T: torch.Tensor, gnorm: torch.Tensor) -> torch.Tensor:
+        """Singular values (B, min(r, n_l)) of a float64 batch of reduced Jacobians with row
+        norms ``gnorm``, via eigvalsh of the smaller Gram matrix, or svdvals when eps^2 nears
+        its rounding (module docstring; ``||T||_F^2`` is the sum of the squared row norms)."""
+        if eps * eps < GRAM_RELATIVE_FLOOR * float(gnorm.square().sum(dim=1).max()):
+            return torch.linalg.svdvals(T)
         return torch.linalg.eigvalsh(_smaller_gram(T)).clamp_min(0).sqrt()
 
     for sl in chunks(N, chunk_size(net, budget)):
         for l, z, T, _ in hidden_pass(net, x[sl]):
             B, i = z.shape[0], l - 1
-            gnorm = row_norms(T, torch.float64)  # (B, n_l)
             # layer 1: J_1 = W_1 at every x, one spectrum for the batch
-            sv = spectrum(T[:1]).expand(B, -1) if T.stride(0) == 0 else spectrum(T)
+            T64 = T[:1].to(torch.float64) if T.stride(0) == 0 else T.to(torch.float64)
+            gnorm = row_norms(T64)  # (B, n_l), or (1, n_l) for layer 1
+            sv = spectrum(T64, gnorm)
+            if T.stride(0) == 0:
+                gnorm, sv = gnorm.expand(B, -1), sv.expand(B, -1)
             r = (sv > eps).sum(dim=1).to(torch.float64)
             s1 = sv.max(dim=1).values
             sums["lc"][i] += (gaussian_density(z.to(torch.float64), sigma) * gnorm).sum()
