@@ -297,7 +297,7 @@ def test_model_changes_without_config_change_do_not_load_stale_weights(tmp_path,
 
 
 _RACER = """
-import sys, time
+import os, sys, time
 import torch
 from lctools import MLP, cache
 
@@ -307,9 +307,16 @@ root, log = sys.argv[1], sys.argv[2]
 def note(kind):  # one line per computation (a training calls its metric at steps 0 and 2)
     with open(log, "a") as f:
         f.write(kind + "\\n")
-    time.sleep(1.0)  # hold the entry long enough for the other process to ask for it
+    time.sleep(0.5)  # hold the entry long enough for the other process to ask for it
     return 0.0
 
+
+# start together: both processes have imported torch before either asks for an entry
+open(f"{log}.ready-{os.getpid()}", "w").close()
+deadline = time.monotonic() + 120
+while sum(n.startswith(os.path.basename(log) + ".ready-") for n in os.listdir(os.path.dirname(log))) < 2:
+    assert time.monotonic() < deadline, "the other process did not start"
+    time.sleep(0.01)
 
 store = cache.ResultsCache(root)
 torch.manual_seed(0)  # the same data in both processes

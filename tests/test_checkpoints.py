@@ -48,11 +48,12 @@ def assert_same_run(ens, hists, ref_ens, ref):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-@pytest.fixture
-def sigint():
-    """``sigint(handler)`` sets this process's SIGINT handler until the end of the test."""
-    before = signal.getsignal(signal.SIGINT)
-    yield lambda handler: signal.signal(signal.SIGINT, handler)
+@pytest.fixture(autouse=True)
+def sigint_as_in_a_terminal():
+    """Each test starts with Python's own SIGINT handler, as in a terminal (a test worker
+    started in the background ignores SIGINT); the worker's handler is restored after it."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
     signal.signal(signal.SIGINT, before)
 
 
@@ -74,8 +75,7 @@ def interrupting_metric(at_call, how):
 # evaluations: step 0 -> calls 1-2, step 5 -> 3-4, step 20 -> 5-6, step 40 -> 7-8
 @pytest.mark.parametrize("how", ["raise", "signal"])
 @pytest.mark.parametrize("at_call, step", [(1, 0), (4, 5), (5, 20), (8, 40)])
-def test_ctrl_c_saves_a_checkpoint_and_resumes_to_the_same_result(tmp_path, how, at_call, step, sigint):
-    sigint(signal.default_int_handler)  # as in a terminal (a test worker may ignore SIGINT)
+def test_ctrl_c_saves_a_checkpoint_and_resumes_to_the_same_result(tmp_path, how, at_call, step):
     ref_ens, ref = reference()
     path = tmp_path / "run.pt"
     metric, calls = interrupting_metric(at_call, how)
@@ -93,12 +93,12 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_to_the_same_result(tmp_path, how,
     assert_same_run(ens, hists, ref_ens, ref)
 
 
-def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it(tmp_path, sigint):
+def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it(tmp_path):
     """A background job (SIGINT ignored) is not stopped by a SIGINT during training, and
     SIGINT is still ignored afterwards."""
     ref_ens, ref = reference()
     metric, calls = interrupting_metric(4, "signal")
-    sigint(signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ens = Ensemble.build(factory, [0, 1])
     hists = train_ensemble(ens, X, Y, STEPS, metrics={"lc": metric}, checkpoint=tmp_path / "run.pt",
                            checkpoint_interval=1e9, **KW)
