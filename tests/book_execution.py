@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
+#: the environment variables that size the thread pools of torch (OpenMP, MKL) and numpy (OpenBLAS)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
 # The README's book command (``make book``); the tests add ``--path-output``.
 BOOK_COMMAND = ["jupyter-book", "build", "--all", "-W", "-n", "--keep-going", "."]
 
@@ -77,7 +80,7 @@ def build_book(
         import sync_repo_url  # tools/ (on sys.path in the tests): the book's notebooks, in order
 
         notebooks = [str(p) for p in sync_repo_url.toc_notebooks(Path(source))]
-        threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one core per notebook
+        threads = {v: "1" for v in THREAD_VARIABLES}  # one core per notebook
         proc = subprocess.run(
             [sys.executable, __file__, str(out), str(source), str(workers), *notebooks],
             env={**run_env, **threads}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -30,7 +30,9 @@ def _threads_per_worker() -> int:
 # per worker on two cores made the workers' OpenMP threads spin against each other (an
 # end-to-end grading under load: 132 s without this, 82 s with it).
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    from book_execution import THREAD_VARIABLES  # tests/book_execution.py
+
+    for _var in THREAD_VARIABLES:
         os.environ.setdefault(_var, str(_threads_per_worker()))
 
 import pytest  # noqa: E402
