@@ -13,11 +13,11 @@ and session (Ctrl-C reaches only the grader; a timeout kills the whole group), i
 empty temporary working directory (no solutions, no other submissions, no test files),
 ``HOME``/``TMPDIR`` inside it and the lctools results cache off.  The children are forked
 from one server process that imported torch, otter and matplotlib once (see
-``sandbox.serve``), so a notebook costs its own run time, not a fresh interpreter's imports.  The hidden tests reach
-the child only after the student's code has run, and are then run against pristine
-builtins and library functions.  Tamper evidence (see ``sandbox.py``) goes to the
-``flags`` column; a call of a function the question forbids, made from the answer while
-the tests run, scores that question 0.
+``sandbox.serve``), so a notebook costs its own run time, not a fresh interpreter's
+imports.  The hidden tests reach the child only after the student's code has run, and
+are then run against pristine builtins and library functions.  Tamper evidence (see
+``sandbox.py``) goes to the ``flags`` column; a call of a function the question forbids,
+made from the answer while the tests run, scores that question 0.
 
 The CSV has one row per file: ``file``, one column per autograded question, ``total``,
 ``possible``, ``percent``, ``flags``, ``error``, ``notes``.  It is rewritten after every
@@ -268,6 +268,16 @@ class ForkServer:
             self._read(left)
         return self.exited.pop(pid)
 
+    def kill(self, pid: int) -> None:
+        """SIGKILL child ``pid`` and its process group (by the server: ``sandbox._kill``)."""
+        try:
+            self.sock.send(json.dumps({"kill": pid}).encode())
+        except (OSError, AttributeError):  # no server: only the group can still be reached
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def close(self) -> None:
         """End the server (it exits when its socket closes) and remove its folder."""
         if self.sock is not None:
@@ -277,7 +287,7 @@ class ForkServer:
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                _kill_group(self.proc.pid)
+                self.proc.kill()
                 self.proc.wait()
             self.proc = None
         if self.home is not None:
@@ -287,16 +297,6 @@ class ForkServer:
 
 SERVER = ForkServer()
 atexit.register(SERVER.close)
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:  # killed before it made its own process group
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAULT_TIMEOUT,
@@ -400,7 +400,7 @@ def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAU
             pass
         errlog.close()
         if pid is not None:
-            _kill_group(pid)  # also whatever it left running
+            SERVER.kill(pid)  # also whatever it left running
             if rc is None:
                 try:
                     SERVER.wait(pid, 10)

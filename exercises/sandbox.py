@@ -11,7 +11,8 @@ environment, and three file descriptors (the job pipe, the result pipe, the erro
 The child gets its own session and process group, that empty working directory, that
 environment, the job pipe as stdin, and runs :func:`main`; the server reports
 ``{"started": pid}`` and, when the child ends, ``{"exited": pid, "code": c}`` (``c`` as
-``subprocess`` gives it: negative for a signal).  The server ends when the grader closes
+``subprocess`` gives it: negative for a signal).  The grader asks the server to kill a
+child (``{"kill": pid}``): only the parent knows whether a pid is still its child.  The server ends when the grader closes
 the socket.  The tests reach the child only after the student's code has finished.
 
 Protocol between the grader and a child (one JSON object per line):
@@ -55,6 +56,7 @@ import io
 import json
 import os
 import select
+import signal
 import socket
 import sys
 import tempfile
@@ -543,6 +545,21 @@ def _run_child(request: dict, fds: list[int]) -> None:
         os._exit(code)
 
 
+def _kill(pid: int, unreaped: bool) -> None:
+    """SIGKILL the process group of child ``pid`` (what it left running too), and the child
+    itself if it has not made its group yet.  Only the server can do this safely: it knows
+    whether ``pid`` is still its (unreaped) child, so a pid reused by another process is
+    never signalled (a process group's id is not reused while the group has members)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        if unreaped:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def _send(sock: socket.socket, obj: dict) -> None:
     sock.send(json.dumps(obj).encode())
 
@@ -552,7 +569,7 @@ def serve(sock_fd: int) -> None:
 
     A request is one message on the ``SOCK_SEQPACKET`` socket ``sock_fd``:
     ``{"cwd": path, "env": {...}}`` with the file descriptors (job, result, error log)
-    attached.  The server imports no student code, starts no thread and runs no tensor
+    attached, or ``{"kill": pid}`` (:func:`_kill`).  The server imports no student code, starts no thread and runs no tensor
     operation before it forks, so every child starts from the same clean state.
     """
     _preimport()
@@ -575,6 +592,9 @@ def serve(sock_fd: int) -> None:
             return
         try:
             request = json.loads(msg)
+            if "kill" in request and not fds:
+                _kill(int(request["kill"]), int(request["kill"]) in children)
+                continue
             if len(fds) != 3:
                 raise ValueError(f"{len(fds)} file descriptors, not 3")
         except ValueError as e:
