@@ -297,6 +297,47 @@ class ForkServer:
 
 SERVER = ForkServer()
 atexit.register(SERVER.close)
+#: fork the children from the server (Linux); elsewhere (macOS, where forking a process
+#: that imported these libraries is not safe) each child is a fresh interpreter
+USE_FORK_SERVER = sys.platform.startswith("linux")
+
+
+class _Forked:
+    """A child of the fork server."""
+
+    def __init__(self, cwd: Path, env: dict, fds: tuple[int, int, int]):
+        self.pid = SERVER.spawn(cwd, env, fds)
+
+    def wait(self, timeout: float) -> int | None:
+        return SERVER.wait(self.pid, timeout)
+
+    def kill(self) -> None:
+        SERVER.kill(self.pid)
+
+
+class _Spawned:
+    """A child that is a fresh interpreter (``python sandbox.py --child RESULT_FD``)."""
+
+    def __init__(self, cwd: Path, env: dict, fds: tuple[int, int, int]):
+        job, result, errlog = fds
+        self.proc = subprocess.Popen([sys.executable, str(SANDBOX), "--child", str(result)], cwd=cwd, env=env,
+                                     stdin=job, stdout=subprocess.DEVNULL, stderr=errlog, pass_fds=(result,),
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        # its process group (what it left running too), else itself (Popen does not signal
+        # a pid it has reaped; a group's id is not reused while the group has members)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            self.proc.kill()
 
 
 def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAULT_TIMEOUT,
@@ -324,10 +365,11 @@ def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAU
     job_r, job_w = os.pipe()  # the job, to the child
     jobs = os.fdopen(job_w, "wb")
     errlog = tempfile.TemporaryFile()  # no name: the child inherits it, cannot find it by path
-    pid = rc = None
+    child = rc = None
     try:
         try:
-            pid = SERVER.spawn(workdir, _child_env(workdir), (job_r, w, errlog.fileno()))
+            start = _Forked if USE_FORK_SERVER else _Spawned
+            child = start(workdir, _child_env(workdir), (job_r, w, errlog.fileno()))
         finally:  # the child holds its own copies: EOF on r means that it has ended
             os.close(job_r)
             os.close(w)
@@ -347,7 +389,7 @@ def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAU
                 continue
             chunk = os.read(r, 1 << 16)
             if not chunk:
-                rc = SERVER.wait(pid, max(1.0, deadline - time.monotonic()))
+                rc = child.wait(max(1.0, deadline - time.monotonic()))
                 how = ("it did not report how" if rc is None else
                        f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}")
                 errlog.seek(max(0, errlog.seek(0, 2) - 300))
@@ -399,11 +441,11 @@ def grade_notebook(nb_path, tests: dict, assignment: str, timeout: float = DEFAU
         except OSError:  # the child ended without reading everything
             pass
         errlog.close()
-        if pid is not None:
-            SERVER.kill(pid)  # also whatever it left running
+        if child is not None:
+            child.kill()  # also whatever it left running
             if rc is None:
                 try:
-                    SERVER.wait(pid, 10)
+                    child.wait(10)
                 except GradingError:
                     pass
         shutil.rmtree(workdir, ignore_errors=True)

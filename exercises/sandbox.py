@@ -9,11 +9,16 @@ of CPU) once, runs no student code itself, and forks one child per submission.  
 grader sends each request over a Unix socket: the child's working directory and
 environment, and three file descriptors (the job pipe, the result pipe, the error log).
 The child gets its own session and process group, that empty working directory, that
-environment, the job pipe as stdin, and runs :func:`main`; the server reports
+environment, the job pipe as stdin, and runs :func:`main`.  The server reports
 ``{"started": pid}`` and, when the child ends, ``{"exited": pid, "code": c}`` (``c`` as
 ``subprocess`` gives it: negative for a signal).  The grader asks the server to kill a
-child (``{"kill": pid}``): only the parent knows whether a pid is still its child.  The server ends when the grader closes
-the socket.  The tests reach the child only after the student's code has finished.
+child (``{"kill": pid}``): only the parent knows whether a pid is still its child.  The
+server ends when the grader closes the socket.
+
+On platforms other than Linux, where forking a process that imported these libraries is
+not safe (macOS), grade.py starts a fresh ``python sandbox.py --child RESULT_FD`` per
+submission instead, with the job on stdin.  Either way the tests reach the child only
+after the student's code has finished.
 
 Protocol between the grader and a child (one JSON object per line):
 
@@ -613,6 +618,9 @@ def serve(sock_fd: int) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["--serve"] or len(sys.argv) != 3:
-        raise SystemExit("usage: python sandbox.py --serve SOCKET_FD (started by grade.py)")
-    serve(int(sys.argv[2]))
+    if sys.argv[1:2] not in (["--serve"], ["--child"]) or len(sys.argv) != 3:
+        raise SystemExit("usage: python sandbox.py --serve SOCKET_FD | --child RESULT_FD (started by grade.py)")
+    if sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]))
+    else:  # one submission in this fresh interpreter (platforms without the fork server)
+        main(int(sys.argv[2]))

@@ -271,6 +271,20 @@ def test_a_killed_grading_server_is_started_again(graded, dist, tmp_path):
     assert grade.SERVER.proc is not server and grade.SERVER.proc.poll() is None
 
 
+def test_without_the_fork_server_each_notebook_is_a_fresh_interpreter(dist, tmp_path, monkeypatch):
+    """Where the grader does not fork (macOS), each notebook runs in a fresh interpreter
+    with the same isolation (the probe passes), and a crash is still named."""
+    monkeypatch.setattr(grade, "USE_FORK_SERVER", False)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "crash.ipynb").write_text(json.dumps(_with_cells(dist, ["import os\nos._exit(3)"])))
+    (subs / "probe.ipynb").write_text(json.dumps(_with_cells(dist, PROBE, base="solution", first=True)))
+    rows = {r["file"]: r for r in grade.grade_folder(subs, NAME, tmp_path / "s.csv", build_dir=dist, quiet=True)}
+    assert "exit code 3" in rows["crash.ipynb"]["error"], rows["crash.ipynb"]
+    probe = rows["probe.ipynb"]
+    assert probe["total"] == 9 and probe["flags"] == "" and probe["notes"] == "", probe
+
+
 def test_timeout_kills_a_hanging_notebook(dist, tmp_path):
     subs = tmp_path / "subs"
     subs.mkdir()
