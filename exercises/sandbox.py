@@ -574,8 +574,9 @@ def serve(sock_fd: int) -> None:
 
     A request is one message on the ``SOCK_SEQPACKET`` socket ``sock_fd``:
     ``{"cwd": path, "env": {...}}`` with the file descriptors (job, result, error log)
-    attached, or ``{"kill": pid}`` (:func:`_kill`).  The server imports no student code, starts no thread and runs no tensor
-    operation before it forks, so every child starts from the same clean state.
+    attached, or ``{"kill": pid}`` (:func:`_kill`).  The server imports no student code,
+    starts no thread and runs no tensor operation before it forks, so every child starts
+    from the same clean state.
     """
     _preimport()
     sock = socket.socket(fileno=sock_fd)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -41,9 +41,12 @@ FEATURES = ("pre", "post")
 GRAM_RELATIVE_FLOOR = 1e-10
 
 
-def _needs_svd(M: torch.Tensor, eps: float) -> bool:
-    """Whether ``eps^2`` is too close to the float64 rounding of ``M``'s Gram matrix."""
-    scale = float(M.detach().to(torch.float64).square().sum(dim=(-2, -1)).max()) if M.numel() else 0.0
+def _needs_svd(M: torch.Tensor, eps: float, frobenius2: Optional[torch.Tensor] = None) -> bool:
+    """Whether ``eps^2`` is too close to the float64 rounding of ``M``'s Gram matrix.
+    ``frobenius2``: the squared Frobenius norms of the batch, when the caller has them."""
+    if frobenius2 is None:
+        frobenius2 = M.detach().to(torch.float64).square().sum(dim=(-2, -1))
+    scale = float(frobenius2.max()) if frobenius2.numel() else 0.0
     return eps * eps < GRAM_RELATIVE_FLOOR * scale
 
 
@@ -349,7 +352,7 @@ def local_rank_bound(
         """Singular values (B, min(r, n_l)) of a float64 batch of reduced Jacobians with row
         norms ``gnorm``, via eigvalsh of the smaller Gram matrix, or svdvals when eps^2 nears
         its rounding (module docstring; ``||T||_F^2`` is the sum of the squared row norms)."""
-        if eps * eps < GRAM_RELATIVE_FLOOR * float(gnorm.square().sum(dim=1).max()):
+        if _needs_svd(T, eps, frobenius2=gnorm.square().sum(dim=1)):
             return torch.linalg.svdvals(T)
         return torch.linalg.eigvalsh(_smaller_gram(T)).clamp_min(0).sqrt()
 
